@@ -1,0 +1,65 @@
+"""The one evaluation function: the rules of a policy applied to resources.
+
+The CI gate, the admission webhook and (later) runtime all call :func:`evaluate`; it is
+pure apart from reading its arguments, so concurrent calls are safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from dutyguard.core.model import Finding, ScanError, fingerprint, render_path
+from dutyguard.core.policy import Policy
+from dutyguard.core.resource import Resource
+from dutyguard.core.rule import AnyRule, RuleRegistry
+from dutyguard.errors import RuleError
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    findings: tuple[Finding, ...]
+    errors: tuple[ScanError, ...]
+
+
+def _rules_for(registry: RuleRegistry, policy: Policy, cache: dict[type, tuple[AnyRule, ...]], t: type) -> tuple[
+    AnyRule, ...
+]:
+    rules = cache.get(t)
+    if rules is None:
+        rules = tuple(r for r in registry.for_target(t) if policy.applies(r.meta))
+        cache[t] = rules
+    return rules
+
+
+def evaluate(registry: RuleRegistry, policy: Policy, resources: Iterable[Resource]) -> Evaluation:
+    findings: list[Finding] = []
+    errors: list[ScanError] = []
+    cache: dict[type, tuple[AnyRule, ...]] = {}
+    for res in resources:
+        identity = res.identity()
+        for rule in _rules_for(registry, policy, cache, type(res)):
+            meta = rule.meta
+            try:
+                violations = list(rule.check(res, policy))
+            except Exception as e:  # noqa: BLE001 - a crashing rule must fail the input, not the scan
+                err = RuleError(meta.id, res.source, e)
+                errors.append(ScanError(res.source, err.diagnostics()))
+                continue
+            severity = policy.severity_of(meta)
+            for v in violations:
+                fp = fingerprint(meta.id, (*identity, render_path(v.path), v.container or "", v.key))
+                findings.append(
+                    Finding(
+                        rule_id=meta.id,
+                        title=meta.title,
+                        severity=v.severity or severity,
+                        message=v.message,
+                        remediation=meta.remediation,
+                        controls=meta.controls,
+                        location=res.locate(v.path, v.container),
+                        fingerprint=fp,
+                        tags=meta.tags,
+                    )
+                )
+    return Evaluation(tuple(findings), tuple(errors))

@@ -1,0 +1,158 @@
+"""Value types shared by every stage (CI gate, admission, runtime).
+
+All are immutable; change them with ``dataclasses.replace``.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+
+class Severity(enum.Enum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        """Higher is worse; used for thresholds and sorting."""
+        return _RANK[self]
+
+    def at_least(self, other: Severity) -> bool:
+        return self.rank >= other.rank
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            allowed = ", ".join(s.value for s in cls)
+            raise ValueError(f"unknown severity {text!r} (expected one of {allowed})") from None
+
+
+_RANK = {
+    Severity.INFO: 0,
+    Severity.LOW: 1,
+    Severity.MEDIUM: 2,
+    Severity.HIGH: 3,
+    Severity.CRITICAL: 4,
+}
+
+
+JSONPath = tuple[str | int, ...]
+"""A path into a document: mapping keys and sequence indexes."""
+
+
+def render_path(path: JSONPath) -> str:
+    """``('spec', 'containers', 0, 'image')`` -> ``spec.containers[0].image``."""
+    out: list[str] = []
+    for part in path:
+        if isinstance(part, int):
+            out.append(f"[{part}]")
+        elif out:
+            out.append(f".{part}")
+        else:
+            out.append(part)
+    return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a finding is. ``file`` is the input's display name ("-" for stdin)."""
+
+    file: str
+    line: int | None = None
+    kind: str | None = None
+    namespace: str | None = None
+    name: str | None = None
+    container: str | None = None
+    field: str | None = None
+    """The offending field, rendered as a path (``spec.containers[0].securityContext.privileged``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    rule_id: str
+    title: str
+    severity: Severity
+    message: str
+    remediation: str
+    controls: tuple[str, ...]
+    location: Location
+    fingerprint: str
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionRequest:
+    """A developer's inline suppression. Never honoured; reported so Security can decide."""
+
+    file: str
+    line: int
+    syntax: str
+    """Which tool's syntax was used (``dutyguard:ignore``, ``checkov:skip``, ``.trivyignore`` ...)."""
+    targets: tuple[str, ...]
+    """Rule ids the suppression names (ours or a peer's); empty means "everything"."""
+    matched_rules: tuple[str, ...] = ()
+    """dutyguard rule ids the targets translate to (through each rule's ``equivalents``)."""
+    reason: str = ""
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ScanError:
+    """An input that could not be read or evaluated. Any error fails the run with exit 2."""
+
+    source: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScanStats:
+    files: int = 0
+    resources: int = 0
+    skipped: int = 0
+    """Files deliberately not read (binaries, .git, links leaving the tree)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScanReport:
+    findings: tuple[Finding, ...]
+    suppression_requests: tuple[SuppressionRequest, ...] = ()
+    errors: tuple[ScanError, ...] = ()
+    stats: ScanStats = field(default_factory=ScanStats)
+    fail_on: Severity = Severity.HIGH
+    pss_level: str = "restricted"
+    policy_source: str = "built-in default policy (unsigned)"
+
+    @property
+    def blocking(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.severity.at_least(self.fail_on))
+
+    @property
+    def exit_code(self) -> int:
+        """0 pass, 1 the gate fails, 2 some input could not be read (fail closed)."""
+        if self.errors:
+            return 2
+        return 1 if self.blocking else 0
+
+    def counts(self) -> dict[str, int]:
+        out = {s.value: 0 for s in Severity}
+        for f in self.findings:
+            out[f.severity.value] += 1
+        return out
+
+
+def fingerprint(rule_id: str, identity: Sequence[str]) -> str:
+    """Stable id of "this problem in this thing": no line numbers, so moving code keeps it."""
+    h = hashlib.sha256()
+    h.update(rule_id.encode())
+    for part in identity:
+        h.update(b"\x00")
+        h.update(part.encode("utf-8", "surrogatepass"))
+    return h.hexdigest()[:32]

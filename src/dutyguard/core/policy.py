@@ -1,0 +1,46 @@
+"""The settings one evaluation runs under.
+
+For now this is the built-in default policy, tuned from the CLI. Signed, Security-owned
+policy bundles (a later stage) produce the same value type, so the evaluator never knows
+where its policy came from.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from dutyguard.core.model import Severity
+from dutyguard.core.rule import RuleMeta
+
+
+class PSSLevel(enum.Enum):
+    BASELINE = "baseline"
+    RESTRICTED = "restricted"
+
+
+PSS_PACKS = {"pss-baseline": PSSLevel.BASELINE, "pss-restricted": PSSLevel.RESTRICTED}
+
+DEFAULT_POLICY_SOURCE = "built-in default policy (unsigned)"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    pss_level: PSSLevel = PSSLevel.RESTRICTED
+    fail_on: Severity = Severity.HIGH
+    allowed_registries: tuple[str, ...] = ()
+    """Registry host (optionally with a path prefix) images must come from. Empty: not enforced."""
+    enabled_rules: frozenset[str] | None = None
+    """Rule ids that apply; ``None`` means every registered rule."""
+    severity_overrides: Mapping[str, Severity] = field(default_factory=dict)
+    source: str = DEFAULT_POLICY_SOURCE
+
+    def applies(self, meta: RuleMeta) -> bool:
+        if self.enabled_rules is not None and meta.id not in self.enabled_rules:
+            return False
+        # Restricted is baseline plus more: a restricted-only rule is off at baseline.
+        return not (meta.pack == "pss-restricted" and self.pss_level is PSSLevel.BASELINE)
+
+    def severity_of(self, meta: RuleMeta) -> Severity:
+        return self.severity_overrides.get(meta.id, meta.severity)

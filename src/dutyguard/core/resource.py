@@ -1,0 +1,31 @@
+"""What sources produce and rules consume.
+
+A resource knows how to turn a path inside itself into a :class:`Location` and what makes it
+the same thing across runs (its identity, used for fingerprints). Concrete resource types live
+with the source that makes them (``dutyguard.sources.*``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from dutyguard.core.model import JSONPath, Location
+
+
+class Resource(ABC):
+    """Base of every resource type. Implementations are immutable."""
+
+    __slots__ = ()
+
+    @property
+    @abstractmethod
+    def source(self) -> str:
+        """Display name of the input this came from (a path, ``-``, an AdmissionReview uid)."""
+
+    @abstractmethod
+    def locate(self, path: JSONPath, container: str | None = None) -> Location:
+        """The location of ``path`` (or its closest existing parent) inside this resource."""
+
+    @abstractmethod
+    def identity(self) -> tuple[str, ...]:
+        """What names this resource independently of line numbers (for fingerprints)."""

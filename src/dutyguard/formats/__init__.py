@@ -1,0 +1,1 @@
+"""Formatters render a scan report: table, JSON, SARIF 2.1.0, JUnit XML, markdown."""

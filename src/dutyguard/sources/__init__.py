@@ -1,0 +1,1 @@
+"""Sources turn inputs (files, stdin, requests) into resources."""

@@ -1,0 +1,141 @@
+"""Finding the inputs of a scan: files, directories (recursive), stdin and kustomizations.
+
+Rules of the walk, all deliberate:
+- ``.git/`` is never entered; symlinks are never followed out of the scanned tree (a link
+  inside the tree to a file inside the tree is read once, under its own name);
+- only regular files are read (a FIFO named ``Dockerfile`` must not hang the scan);
+- every read is bounded; a larger file is reported, never half-scanned silently;
+- a directory holding a ``kustomization.yaml`` is rendered with ``kubectl kustomize`` (no
+  plugins, no remote bases) and its YAML files are then not read as manifests one by one.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from dutyguard import _subprocess
+from dutyguard.errors import InputError
+from dutyguard.limits import Limits
+from dutyguard.sources.interface import InputFile
+
+KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+_SKIP_DIRS = frozenset({".git", ".hg", ".svn"})
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    name: str
+    reason: str
+
+
+Discovered = InputFile | InputError | Skipped
+
+
+def _read_bounded(fh: BinaryIO, limit: int) -> tuple[bytes, int]:
+    """At most ``limit`` bytes, plus the true size (or ``limit + 1`` when it is larger)."""
+    data = fh.read(limit + 1)
+    return data[:limit], len(data)
+
+
+def read_limit(limits: Limits) -> int:
+    return max(limits.max_file_bytes, limits.max_secret_scan_bytes)
+
+
+def _read_file(path: str, display: str, limits: Limits, origin: str) -> InputFile | InputError:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        return InputError(display, f"cannot open: {e.strerror}")
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return InputError(display, "not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data, size = _read_bounded(fh, read_limit(limits))
+    except OSError as e:
+        return InputError(display, f"cannot read: {e.strerror}")
+    finally:
+        os.close(fd)
+    return InputFile(name=display, data=data, size=max(size, st.st_size), origin=origin)
+
+
+def _is_kustomize_root(path: str) -> bool:
+    return any(os.path.isfile(os.path.join(path, n)) for n in KUSTOMIZATION_NAMES)
+
+
+def _kustomize(path: str, display: str, limits: Limits) -> InputFile | InputError:
+    remote = _remote_reference(path, limits)
+    if remote:
+        return InputError(display, f"kustomization refers to a remote resource ({remote}); refused: scans never fetch")
+    result = _subprocess.run(
+        ["kubectl", "kustomize", "--load-restrictor", "LoadRestrictionsRootOnly", path],
+        timeout=limits.subprocess_seconds,
+        max_output=limits.max_file_bytes,
+        what=f"{display}: kubectl kustomize",
+    )
+    if isinstance(result, InputError):
+        return result
+    return InputFile(name=f"{display} (kustomize)", data=result, size=len(result), origin="kustomize")
+
+
+def _remote_reference(path: str, limits: Limits) -> str | None:
+    for n in KUSTOMIZATION_NAMES:
+        p = os.path.join(path, n)
+        if os.path.isfile(p):
+            with open(p, "rb") as fh:
+                text = fh.read(limits.max_file_bytes).decode("utf-8", "replace")
+            for token in ("://", "github.com/", "git@", "gitlab.com/"):
+                if token in text:
+                    return token
+    return None
+
+
+def _walk(root: str, display_root: str, limits: Limits, counter: list[int]) -> Iterator[Discovered]:
+    real_root = os.path.realpath(root)
+    kustomize_roots: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+        rel_dir = os.path.relpath(dirpath, root)
+        shown_dir = display_root if rel_dir == "." else os.path.join(display_root, rel_dir)
+        if _is_kustomize_root(dirpath):
+            if not any(dirpath.startswith(k + os.sep) for k in kustomize_roots):
+                kustomize_roots.append(dirpath)
+                yield _kustomize(dirpath, shown_dir, limits)
+        in_kustomization = any(dirpath == k or dirpath.startswith(k + os.sep) for k in kustomize_roots)
+        for fname in sorted(filenames):
+            counter[0] += 1
+            if counter[0] > limits.max_files:
+                yield InputError(display_root, f"more than {limits.max_files} files; stopped")
+                return
+            full = os.path.join(dirpath, fname)
+            shown = os.path.join(shown_dir, fname)
+            if os.path.islink(full):
+                target = os.path.realpath(full)
+                if os.path.commonpath([real_root, target]) != real_root:
+                    yield Skipped(shown, "symlink leads outside the scanned tree")
+                    continue
+                if not os.path.isfile(target):
+                    yield Skipped(shown, "symlink to something that is not a file")
+                    continue
+                full = target
+            yield _read_file(full, shown, limits, "kustomize-member" if in_kustomization else "file")
+
+
+def discover(paths: Sequence[str], limits: Limits, stdin: BinaryIO | None = None) -> Iterator[Discovered]:
+    counter = [0]
+    for p in paths:
+        if p == "-":
+            stream = stdin if stdin is not None else sys.stdin.buffer
+            data, size = _read_bounded(stream, read_limit(limits))
+            yield InputFile(name="-", data=data, size=size, origin="stdin")
+        elif os.path.isdir(p):
+            yield from _walk(p, p, limits, counter)
+        elif os.path.lexists(p):
+            yield _read_file(p, p, limits, "file")
+        else:
+            yield InputError(p, "no such file or directory")

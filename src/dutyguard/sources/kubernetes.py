@@ -1,0 +1,188 @@
+"""Kubernetes manifests (YAML or JSON): multi-document files, ``List`` kinds, every pod-template kind.
+
+A :class:`K8sObject` is the same value whether it came from a file (with line numbers) or
+from an AdmissionReview (without): rules never know the difference.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from dutyguard.core import jsonview as jv
+from dutyguard.core.model import JSONPath, Location, render_path
+from dutyguard.core.resource import Resource
+from dutyguard.sources.interface import InputFile, Source
+from dutyguard.sources.yamldoc import load_documents
+from dutyguard.errors import InputError
+from dutyguard.limits import Limits
+
+POD_SPEC_PATHS: Mapping[str, JSONPath] = {
+    "Pod": ("spec",),
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "ReplicationController": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+    "PodTemplate": ("template", "spec"),
+}
+"""Where each workload kind keeps its pod spec. Metadata is the sibling ``metadata``."""
+
+CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
+
+_LIST_KINDS = frozenset({"List"})
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerRef:
+    """One container of a pod spec with the path to it (relative to the object root)."""
+
+    list_name: str
+    index: int
+    path: JSONPath
+    spec: jv.JSONMap
+
+    @property
+    def name(self) -> str:
+        return jv.as_str(self.spec.get("name")) or f"{self.list_name}[{self.index}]"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class K8sObject(Resource):
+    file: str
+    doc: jv.JSONMap
+    lines: Mapping[JSONPath, int] = field(default_factory=dict)
+    line: int | None = None
+    base: JSONPath = ()
+    """Prefix of this object inside its YAML document (``('items', 3)`` for a List item)."""
+
+    # --- Resource -----------------------------------------------------------------------------
+    @property
+    def source(self) -> str:
+        return self.file
+
+    def locate(self, path: JSONPath, container: str | None = None) -> Location:
+        line = self.line
+        full = (*self.base, *path)
+        for n in range(len(full), len(self.base), -1):
+            hit = self.lines.get(full[:n])
+            if hit is not None:
+                line = hit
+                break
+        return Location(
+            file=self.file,
+            line=line,
+            kind=self.kind,
+            namespace=self.namespace,
+            name=self.name,
+            container=container,
+            field=render_path(path) if path else None,
+        )
+
+    def identity(self) -> tuple[str, ...]:
+        return (self.kind, self.namespace or "", self.name or "")
+
+    # --- Kubernetes ---------------------------------------------------------------------------
+    @property
+    def api_version(self) -> str:
+        return jv.as_str(self.doc.get("apiVersion")) or ""
+
+    @property
+    def kind(self) -> str:
+        return jv.as_str(self.doc.get("kind")) or ""
+
+    @property
+    def metadata(self) -> jv.JSONMap:
+        return jv.as_map(self.doc.get("metadata")) or {}
+
+    @property
+    def name(self) -> str | None:
+        md = self.metadata
+        return jv.as_str(md.get("name")) or jv.as_str(md.get("generateName"))
+
+    @property
+    def namespace(self) -> str | None:
+        return jv.as_str(self.metadata.get("namespace"))
+
+    @property
+    def pod_spec_path(self) -> JSONPath | None:
+        return POD_SPEC_PATHS.get(self.kind)
+
+    @property
+    def pod_meta_path(self) -> JSONPath | None:
+        p = self.pod_spec_path
+        return None if p is None else (*p[:-1], "metadata")
+
+    def pod_spec(self) -> jv.JSONMap | None:
+        p = self.pod_spec_path
+        return None if p is None else jv.as_map(jv.get(self.doc, p))
+
+    def pod_annotations(self) -> jv.JSONMap:
+        p = self.pod_meta_path
+        if p is None:
+            return {}
+        return jv.as_map(jv.get(self.doc, (*p, "annotations"))) or {}
+
+    def containers(self, lists: Sequence[str] = CONTAINER_LISTS) -> Iterator[ContainerRef]:
+        """Every container of the pod template, init and ephemeral ones included."""
+        spec_path = self.pod_spec_path
+        if spec_path is None:
+            return
+        for list_name in lists:
+            for i, c in jv.items(self.doc, (*spec_path, list_name)):
+                m = jv.as_map(c)
+                if m is not None:
+                    yield ContainerRef(list_name, i, (*spec_path, list_name, i), m)
+
+
+def is_manifest_name(filename: str) -> bool:
+    return os.path.splitext(filename)[1].lower() in (".yaml", ".yml", ".json")
+
+
+def objects_from_value(
+    value: object, file: str, lines: Mapping[JSONPath, int], line: int | None, limits: Limits
+) -> list[K8sObject]:
+    """Kubernetes objects in one parsed document: itself, or a ``List``'s items (nested lists too)."""
+    out: list[K8sObject] = []
+    stack: list[tuple[object, JSONPath, int]] = [(value, (), 0)]
+    while stack:
+        cur, base, depth = stack.pop()
+        m = jv.as_map(cur)
+        if m is None or not isinstance(m.get("kind"), str) or not isinstance(m.get("apiVersion"), str):
+            continue  # not a Kubernetes object (another YAML file); other sources may still read it
+        if m["kind"] in _LIST_KINDS or (str(m["kind"]).endswith("List") and isinstance(m.get("items"), list)):
+            if depth > 4:
+                raise InputError(file, "List nested too deeply")
+            items = list(jv.items(m, ("items",)))
+            if len(out) + len(items) > limits.max_documents:
+                raise InputError(file, f"more than {limits.max_documents} objects")
+            stack.extend((item, (*base, "items", i), depth + 1) for i, item in reversed(items))
+            continue
+        obj_line = lines.get(base, line) if base else line
+        out.append(K8sObject(file=file, doc=m, lines=lines, line=obj_line, base=base))
+    return out
+
+
+class KubernetesSource(Source):
+    name = "Kubernetes YAML/JSON"
+    reads_streams = True
+
+    def accepts(self, filename: str) -> bool:
+        return is_manifest_name(filename)
+
+    def wants(self, f: InputFile) -> bool:
+        # Files a kustomization renders are read through its rendered output instead.
+        return f.origin != "kustomize-member" and super().wants(f)
+
+    def _load(self, f: InputFile, limits: Limits) -> Sequence[K8sObject]:
+        f.check_size(limits.max_file_bytes, "manifests")
+        if f.is_binary:
+            raise InputError(f.name, "binary data, not YAML or JSON")
+        text = f.text()
+        out: list[K8sObject] = []
+        for doc in load_documents(text, f.name, limits):
+            out.extend(objects_from_value(doc.value, f.name, doc.lines, doc.line, limits))
+        return out

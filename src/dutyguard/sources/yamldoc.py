@@ -1,0 +1,165 @@
+"""Bounded YAML/JSON loading that keeps line numbers.
+
+libyaml's C composer builds the node graph (it refuses nesting beyond 1000 levels by itself);
+we then convert nodes to plain values ourselves, iteratively bounded by depth and by a count
+of visited nodes that includes every alias expansion, so an alias bomb ("billion laughs")
+costs at most ``max_nodes`` steps. We never construct tagged Python objects: unknown tags
+are read as their plain scalar/mapping/sequence. Duplicate mapping keys are refused: with
+them, what we check and what the API server applies could differ.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from dutyguard.core.model import JSONPath
+from dutyguard.errors import InputError, LimitExceeded
+from dutyguard.limits import Limits
+
+try:
+    _Loader: Any = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - libyaml missing: pure-Python fallback, same semantics
+    _Loader = yaml.SafeLoader
+
+_CONSTRUCTOR = yaml.constructor.SafeConstructor()
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+@dataclass(frozen=True, slots=True)
+class YamlDocument:
+    value: object
+    lines: dict[JSONPath, int]
+    """1-based line of each mapping key / sequence item, by path."""
+    line: int
+    """1-based line where the document starts."""
+    index: int
+
+
+class _Budget:
+    __slots__ = ("deadline", "limits", "nodes", "source")
+
+    def __init__(self, source: str, limits: Limits) -> None:
+        self.source = source
+        self.limits = limits
+        self.nodes = 0
+        self.deadline = time.monotonic() + limits.file_seconds
+
+    def step(self, depth: int) -> None:
+        self.nodes += 1
+        if self.nodes > self.limits.max_nodes:
+            raise LimitExceeded(
+                self.source, f"more than {self.limits.max_nodes} YAML nodes (alias bomb or oversized document)"
+            )
+        if depth > self.limits.max_depth:
+            raise LimitExceeded(self.source, f"nesting deeper than {self.limits.max_depth} levels")
+        if self.nodes & 0x3FFF == 0 and time.monotonic() > self.deadline:
+            raise LimitExceeded(self.source, f"parsing took longer than {self.limits.file_seconds} s")
+
+
+def _scalar(node: yaml.ScalarNode) -> object:
+    tag = node.tag
+    if tag == _STR:
+        return node.value
+    try:
+        if tag == _INT:
+            return _CONSTRUCTOR.construct_yaml_int(node)
+        if tag == _FLOAT:
+            return _CONSTRUCTOR.construct_yaml_float(node)
+        if tag == _BOOL:
+            return _CONSTRUCTOR.construct_yaml_bool(node)
+    except (ValueError, yaml.YAMLError):
+        return node.value
+    if tag == _NULL:
+        return None
+    # timestamps, binary, custom tags: keep the text, never construct objects
+    return node.value
+
+
+def _line(node: yaml.Node) -> int:
+    return int(node.start_mark.line) + 1
+
+
+class _Converter:
+    def __init__(self, budget: _Budget) -> None:
+        self.budget = budget
+        self.lines: dict[JSONPath, int] = {}
+
+    def convert(self, node: yaml.Node, path: JSONPath, depth: int) -> object:
+        self.budget.step(depth)
+        if isinstance(node, yaml.ScalarNode):
+            return _scalar(node)
+        if isinstance(node, yaml.SequenceNode):
+            out_list: list[object] = []
+            for i, item in enumerate(node.value):
+                p = (*path, i)
+                self.lines.setdefault(p, _line(item))
+                out_list.append(self.convert(item, p, depth + 1))
+            return out_list
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path, depth)
+        raise InputError(self.budget.source, f"unsupported YAML node at line {_line(node)}")
+
+    def _mapping(self, node: yaml.MappingNode, path: JSONPath, depth: int) -> dict[str, object]:
+        out: dict[str, object] = {}
+        merged: list[yaml.Node] = []
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
+                merged.extend(value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node])
+                continue
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise InputError(self.budget.source, f"line {_line(key_node)}: a mapping key must be a scalar")
+            key = key_node.value
+            if key in out:
+                raise InputError(
+                    self.budget.source,
+                    f"line {_line(key_node)}: duplicate key {key!r} (ambiguous: refused)",
+                )
+            p = (*path, key)
+            self.lines[p] = _line(key_node)
+            out[key] = self.convert(value_node, p, depth + 1)
+        # YAML merge keys: explicit keys win, earlier merged maps win over later ones.
+        for src in merged:
+            if not isinstance(src, yaml.MappingNode):
+                raise InputError(self.budget.source, f"line {_line(src)}: merge key needs a mapping")
+            extra = self._mapping(src, path, depth + 1)
+            for k, v in extra.items():
+                out.setdefault(k, v)
+        return out
+
+
+def load_documents(text: str, source: str, limits: Limits) -> list[YamlDocument]:
+    """Every document in ``text``; raises :class:`InputError` naming ``source`` and the line."""
+    budget = _Budget(source, limits)
+    docs: list[YamlDocument] = []
+    loader = _Loader(text)
+    try:
+        while loader.check_node():
+            node = loader.get_node()
+            if node is None:  # pragma: no cover - empty stream
+                continue
+            if len(docs) >= limits.max_documents:
+                raise LimitExceeded(source, f"more than {limits.max_documents} YAML documents")
+            conv = _Converter(budget)
+            value = conv.convert(node, (), 0)
+            docs.append(YamlDocument(value=value, lines=conv.lines, line=_line(node), index=len(docs)))
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        what = " ".join(x for x in (e.context, e.problem) if x)
+        raise InputError(source, f"invalid YAML: {where}{what}") from None
+    except yaml.YAMLError as e:
+        raise InputError(source, f"invalid YAML: {e}") from None
+    except RecursionError:
+        raise LimitExceeded(source, "nesting too deep") from None
+    finally:
+        loader.dispose()
+    return docs

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-import subprocess  # noqa: S404 - argument lists only, never a shell
+import subprocess
 
 from dutyguard.errors import InputError
 

@@ -30,7 +30,9 @@ class Scanner:
     policy: Policy
     limits: Limits
 
-    def scan(self, paths: Sequence[str], stdin: BinaryIO | None = None, progress: Progress | None = None) -> ScanReport:
+    def scan(
+        self, paths: Sequence[str], stdin: BinaryIO | None = None, progress: Progress | None = None
+    ) -> ScanReport:
         findings: list[Finding] = []
         errors: list[ScanError] = []
         suppressions: list[SuppressionRequest] = []

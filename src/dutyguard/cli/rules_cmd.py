@@ -42,7 +42,11 @@ def list_rules(fmt: str = typer.Option("table", "--format", "-f", help="table or
 
 
 @rules_app.command("show")
-def show_rule(rule_id: str = typer.Argument(..., help="A dutyguard rule id or a peer's id (CKV_K8S_16, KSV017, DL3002).")) -> None:
+def show_rule(
+    rule_id: str = typer.Argument(
+        ..., help="A dutyguard rule id or a peer's id (CKV_K8S_16, KSV017, DL3002)."
+    ),
+) -> None:
     """Everything about one rule, including the peers' equivalent ids."""
     from dutyguard.rules import default_registry
 

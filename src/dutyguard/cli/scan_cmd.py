@@ -16,20 +16,33 @@ from dutyguard.limits import DEFAULT_LIMITS, Limits
 
 
 def scan(
-    paths: list[str] = typer.Argument(..., help="Files or directories to scan; '-' reads manifests from stdin."),
-    pss_level: PSSLevel = typer.Option(PSSLevel.RESTRICTED, "--pss-level", help="Pod Security Standards level."),
+    paths: list[str] = typer.Argument(
+        ..., help="Files or directories to scan; '-' reads manifests from stdin."
+    ),
+    pss_level: PSSLevel = typer.Option(
+        PSSLevel.RESTRICTED, "--pss-level", help="Pod Security Standards level."
+    ),
     output_format: OutputFormat = typer.Option(OutputFormat.TABLE, "--format", "-f", help="Output format."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write the report here instead of stdout."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write the report here instead of stdout."
+    ),
     fail_on: str = typer.Option(
         "high", "--fail-on", envvar="DUTYGUARD_FAIL_ON", help="Lowest severity that fails the gate."
     ),
     allowed_registry: list[str] = typer.Option(
-        [], "--allowed-registry", envvar="DUTYGUARD_ALLOWED_REGISTRIES", help="Registry images must come from (repeat)."
+        [],
+        "--allowed-registry",
+        envvar="DUTYGUARD_ALLOWED_REGISTRIES",
+        help="Registry images must come from (repeat).",
     ),
     secret_rules: Path | None = typer.Option(
-        None, "--secret-rules", help="Use this gitleaks-format TOML file instead of the built-in secret rules."
+        None,
+        "--secret-rules",
+        help="Use this gitleaks-format TOML file instead of the built-in secret rules.",
     ),
-    max_file_size: int = typer.Option(DEFAULT_LIMITS.max_file_bytes, "--max-file-size", help="Largest manifest (bytes)."),
+    max_file_size: int = typer.Option(
+        DEFAULT_LIMITS.max_file_bytes, "--max-file-size", help="Largest manifest (bytes)."
+    ),
 ) -> None:
     """Scan Kubernetes manifests, Dockerfiles and any file tree for secrets; exit 1 when the gate fails."""
     from dutyguard.engine import Scanner

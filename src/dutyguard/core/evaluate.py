@@ -22,9 +22,9 @@ class Evaluation:
     errors: tuple[ScanError, ...]
 
 
-def _rules_for(registry: RuleRegistry, policy: Policy, cache: dict[type, tuple[AnyRule, ...]], t: type) -> tuple[
-    AnyRule, ...
-]:
+def _rules_for(
+    registry: RuleRegistry, policy: Policy, cache: dict[type, tuple[AnyRule, ...]], t: type
+) -> tuple[AnyRule, ...]:
     rules = cache.get(t)
     if rules is None:
         rules = tuple(r for r in registry.for_target(t) if policy.applies(r.meta))
@@ -42,7 +42,7 @@ def evaluate(registry: RuleRegistry, policy: Policy, resources: Iterable[Resourc
             meta = rule.meta
             try:
                 violations = list(rule.check(res, policy))
-            except Exception as e:  # noqa: BLE001 - a crashing rule must fail the input, not the scan
+            except Exception as e:
                 err = RuleError(meta.id, res.source, e)
                 errors.append(ScanError(res.source, err.diagnostics()))
                 continue

@@ -36,9 +36,9 @@ class RuleMeta:
     description: str
     remediation: str
     controls: tuple[str, ...]
-    """Framework references: ``pss:privileged``, ``nist-800-190:4.4.3``, ``cis-k8s:5.2.2``, ``nsa:pod-security``."""
+    """Framework references: ``pss:privileged``, ``nist-800-190:4.4.3``, ``cis-k8s:5.2.2``, ``nsa:...``."""
     pack: str
-    """The group a policy can select: ``pss-baseline``, ``pss-restricted``, ``k8s``, ``dockerfile``, ``secrets``."""
+    """The group a policy selects: ``pss-baseline``, ``pss-restricted``, ``k8s``, ``dockerfile``, ``secrets``."""
     tags: tuple[str, ...] = ()
     equivalents: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """The same check in peers: ``{"checkov": ("CKV_K8S_16",), "trivy": ("KSV017",), "hadolint": (...)}``."""

@@ -15,7 +15,7 @@ class Privileged(Rule[K8sObject]):
         id="pss.privileged",
         title="Privileged container",
         severity=Severity.CRITICAL,
-        description="Privileged containers disable most isolation: they get every capability and the host's devices.",
+        description="A privileged container gets every capability and the host's devices: no isolation left.",
         remediation="Remove securityContext.privileged or set it to false.",
         controls=("pss:privileged", "nist-800-190:4.4.3", "cis-k8s:5.2.2", "nsa:pod-security"),
         pack="pss-baseline",
@@ -25,7 +25,7 @@ class Privileged(Rule[K8sObject]):
 
     def check(self, resource: K8sObject, policy: Policy) -> Iterator[Violation]:
         for c in resource.containers():
-            value = (c.spec.get("securityContext") or {})
+            value = c.spec.get("securityContext") or {}
             v = value.get("privileged") if isinstance(value, dict) else None
             if v is not None and v is not False:
                 yield Violation(

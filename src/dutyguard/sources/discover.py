@@ -71,7 +71,9 @@ def _is_kustomize_root(path: str) -> bool:
 def _kustomize(path: str, display: str, limits: Limits) -> InputFile | InputError:
     remote = _remote_reference(path, limits)
     if remote:
-        return InputError(display, f"kustomization refers to a remote resource ({remote}); refused: scans never fetch")
+        return InputError(
+            display, f"kustomization refers to a remote resource ({remote}); refused: scans never fetch"
+        )
     result = _subprocess.run(
         ["kubectl", "kustomize", "--load-restrictor", "LoadRestrictionsRootOnly", path],
         timeout=limits.subprocess_seconds,
@@ -102,10 +104,10 @@ def _walk(root: str, display_root: str, limits: Limits, counter: list[int]) -> I
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
         rel_dir = os.path.relpath(dirpath, root)
         shown_dir = display_root if rel_dir == "." else os.path.join(display_root, rel_dir)
-        if _is_kustomize_root(dirpath):
-            if not any(dirpath.startswith(k + os.sep) for k in kustomize_roots):
-                kustomize_roots.append(dirpath)
-                yield _kustomize(dirpath, shown_dir, limits)
+        nested = any(dirpath.startswith(k + os.sep) for k in kustomize_roots)
+        if not nested and _is_kustomize_root(dirpath):
+            kustomize_roots.append(dirpath)
+            yield _kustomize(dirpath, shown_dir, limits)
         in_kustomization = any(dirpath == k or dirpath.startswith(k + os.sep) for k in kustomize_roots)
         for fname in sorted(filenames):
             counter[0] += 1

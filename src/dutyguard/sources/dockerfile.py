@@ -12,7 +12,11 @@ from dutyguard.sources.interface import InputFile, Source
 
 def is_dockerfile_name(filename: str) -> bool:
     base = os.path.basename(filename)
-    return base in ("Dockerfile", "Containerfile") or base.endswith(".Dockerfile") or base.startswith("Dockerfile.")
+    return (
+        base in ("Dockerfile", "Containerfile")
+        or base.endswith(".Dockerfile")
+        or base.startswith("Dockerfile.")
+    )
 
 
 class DockerfileSource(Source):

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from dutyguard.core import jsonview as jv
 from dutyguard.core.model import JSONPath, Location, render_path
 from dutyguard.core.resource import Resource
-from dutyguard.sources.interface import InputFile, Source
-from dutyguard.sources.yamldoc import load_documents
 from dutyguard.errors import InputError
 from dutyguard.limits import Limits
+from dutyguard.sources.interface import InputFile, Source
+from dutyguard.sources.yamldoc import load_documents
 
 POD_SPEC_PATHS: Mapping[str, JSONPath] = {
     "Pod": ("spec",),

@@ -57,7 +57,8 @@ class _Budget:
         self.nodes += 1
         if self.nodes > self.limits.max_nodes:
             raise LimitExceeded(
-                self.source, f"more than {self.limits.max_nodes} YAML nodes (alias bomb or oversized document)"
+                self.source,
+                f"more than {self.limits.max_nodes} YAML nodes (alias bomb or oversized document)",
             )
         if depth > self.limits.max_depth:
             raise LimitExceeded(self.source, f"nesting deeper than {self.limits.max_depth} levels")
@@ -116,7 +117,9 @@ class _Converter:
                 merged.extend(value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node])
                 continue
             if not isinstance(key_node, yaml.ScalarNode):
-                raise InputError(self.budget.source, f"line {_line(key_node)}: a mapping key must be a scalar")
+                raise InputError(
+                    self.budget.source, f"line {_line(key_node)}: a mapping key must be a scalar"
+                )
             key = key_node.value
             if key in out:
                 raise InputError(

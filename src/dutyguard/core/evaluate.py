@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dutyguard.core.model import Finding, ScanError, fingerprint, render_path
+from dutyguard.core.model import Finding, ScanError, fingerprint
 from dutyguard.core.policy import Policy
 from dutyguard.core.resource import Resource
 from dutyguard.core.rule import AnyRule, RuleRegistry
@@ -48,7 +48,7 @@ def evaluate(registry: RuleRegistry, policy: Policy, resources: Iterable[Resourc
                 continue
             severity = policy.severity_of(meta)
             for v in violations:
-                fp = fingerprint(meta.id, (*identity, render_path(v.path), v.container or "", v.key))
+                fp = fingerprint(meta.id, (*identity, *res.fingerprint_parts(v)))
                 findings.append(
                     Finding(
                         rule_id=meta.id,

@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from dutyguard.core.model import JSONPath, Location
+from typing import TYPE_CHECKING
+
+from dutyguard.core.model import JSONPath, Location, render_path
+
+if TYPE_CHECKING:
+    from dutyguard.core.rule import Violation
 
 
 class Resource(ABC):
@@ -29,3 +34,12 @@ class Resource(ABC):
     @abstractmethod
     def identity(self) -> tuple[str, ...]:
         """What names this resource independently of line numbers (for fingerprints)."""
+
+    def fingerprint_parts(self, violation: Violation) -> tuple[str, ...]:
+        """What distinguishes one violation from another inside this resource.
+
+        The default (field path, container, key) suits structured documents; resources whose
+        paths shift when lines are inserted (Dockerfile instructions, text lines) override it
+        to use only ``violation.key``.
+        """
+        return (render_path(violation.path), violation.container or "", violation.key)

@@ -36,3 +36,29 @@ def make_scanner(policy: Policy | None = None) -> Scanner:
         policy=policy or Policy(),
         limits=DEFAULT_LIMITS,
     )
+
+
+@pytest.fixture(scope="session")
+def pg_server():  # type: ignore[no-untyped-def]
+    """A real PostgreSQL 15 for the session (see tests/pgserver.py)."""
+    from tests.pgserver import PostgresUnavailable, running_postgres
+
+    try:
+        cm = running_postgres()
+        server = cm.__enter__()
+    except PostgresUnavailable as e:
+        if os.environ.get("DUTYGUARD_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"PostgreSQL is required here but unavailable: {e}")
+        pytest.skip(f"PostgreSQL unavailable: {e}")
+    yield server
+    cm.__exit__(None, None, None)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):  # type: ignore[no-untyped-def]
+    """Every storage/API test runs on SQLite and on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite+pysqlite:///{tmp_path / 'dutyguard.db'}"
+    server = request.getfixturevalue("pg_server")
+    name = "t_" + request.node.name.lower().encode().hex()[:40]
+    return server.create_database(name)

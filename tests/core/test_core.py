@@ -47,7 +47,7 @@ POD = K8sObject(file="p.yaml", doc={"apiVersion": "v1", "kind": "Pod", "metadata
 
 
 def test_duplicate_rule_id_is_an_error() -> None:
-    with pytest.raises(RegistryError, match="duplicate rule id 'test.always'"):
+    with pytest.raises(RegistryError, match=r"duplicate rule id 'test\.always'"):
         RuleRegistry([Always(), Always()])
 
 
@@ -68,7 +68,8 @@ def test_crashing_rule_fails_the_input_not_silently() -> None:
     assert [f.rule_id for f in ev.findings] == ["test.always"]
     (err,) = ev.errors
     assert err.source == "p.yaml"
-    assert "test.boom" in err.message and "KeyError" in err.message
+    assert "test.boom" in err.message
+    assert "KeyError" in err.message
 
 
 def test_restricted_pack_is_off_at_baseline() -> None:

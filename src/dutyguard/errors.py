@@ -47,3 +47,32 @@ class RuleError(DutyguardError):
         super().__init__(f"{source}: rule {rule_id} could not evaluate ({type(cause).__name__}: {cause})")
         self.rule_id = rule_id
         self.source = source
+
+
+class GovernanceError(DutyguardError):
+    """The governance core refused something. ``code`` is stable: API problems and audit entries carry it."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class AuthorizationError(GovernanceError):
+    """The principal lacks the duty for this target (default deny)."""
+
+
+class SoDViolation(GovernanceError):
+    """A change would break segregation of duties. ``rule_ids`` names the conflict rules involved."""
+
+    def __init__(self, code: str, message: str, rule_ids: tuple[str, ...] = ()) -> None:
+        super().__init__(code, message)
+        self.rule_ids = rule_ids
+
+
+class ApprovalRefused(GovernanceError):
+    """A maker-checker vote or request was refused (self-approval, duplicate vote, expired, ...)."""
+
+
+class BreakglassRefused(GovernanceError):
+    """An emergency grant could not be opened, closed or reviewed as asked."""

@@ -108,3 +108,17 @@ def test_remote_kustomize_base_is_refused(tmp_path: Path) -> None:
     (tmp_path / "kustomization.yaml").write_text("resources:\n- https://github.com/org/repo//base?ref=main\n")
     report = make_scanner().scan([str(tmp_path)])
     assert any("remote resource" in e.message for e in report.errors)
+
+
+def test_helm_chart_is_rendered_not_parsed_as_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    chart = tmp_path / "chart"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: demo\nversion: 0.1.0\n")
+    (chart / "templates" / "pod.yaml").write_text("{{- if .Values.on }}\nkind: Pod\n{{- end }}\n")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    report = make_scanner().scan([str(tmp_path)])
+    messages = [e.message for e in report.errors]
+    # the template is not reported as broken YAML; the missing renderer is reported instead
+    assert not any("invalid YAML" in m for m in messages), messages
+    assert any("helm template" in m and "helm is not on PATH" in m for m in messages), messages
+    assert report.exit_code == 2

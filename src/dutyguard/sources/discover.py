@@ -6,7 +6,9 @@ Rules of the walk, all deliberate:
 - only regular files are read (a FIFO named ``Dockerfile`` must not hang the scan);
 - every read is bounded; a larger file is reported, never half-scanned silently;
 - a directory holding a ``kustomization.yaml`` is rendered with ``kubectl kustomize`` (no
-  plugins, no remote bases) and its YAML files are then not read as manifests one by one.
+  plugins, no remote bases) and a Helm chart (``Chart.yaml``) with ``helm template`` (local
+  files only); their YAML files are then not read as manifests one by one (templates are not
+  YAML until rendered), but are still searched for secrets.
 """
 
 from __future__ import annotations
@@ -64,10 +66,6 @@ def _read_file(path: str, display: str, limits: Limits, origin: str) -> InputFil
     return InputFile(name=display, data=data, size=max(size, st.st_size), origin=origin)
 
 
-def _is_kustomize_root(path: str) -> bool:
-    return any(os.path.isfile(os.path.join(path, n)) for n in KUSTOMIZATION_NAMES)
-
-
 def _kustomize(path: str, display: str, limits: Limits) -> InputFile | InputError:
     remote = _remote_reference(path, limits)
     if remote:
@@ -83,6 +81,26 @@ def _kustomize(path: str, display: str, limits: Limits) -> InputFile | InputErro
     if isinstance(result, InputError):
         return result
     return InputFile(name=f"{display} (kustomize)", data=result, size=len(result), origin="kustomize")
+
+
+def _helm(path: str, display: str, limits: Limits) -> InputFile | InputError:
+    result = _subprocess.run(
+        ["helm", "template", "dutyguard-scan", path],
+        timeout=limits.subprocess_seconds,
+        max_output=limits.max_file_bytes,
+        what=f"{display}: helm template",
+    )
+    if isinstance(result, InputError):
+        return result
+    return InputFile(name=f"{display} (helm template)", data=result, size=len(result), origin="kustomize")
+
+
+def _render_kind(path: str) -> str | None:
+    if any(os.path.isfile(os.path.join(path, n)) for n in KUSTOMIZATION_NAMES):
+        return "kustomize"
+    if os.path.isfile(os.path.join(path, "Chart.yaml")):
+        return "helm"
+    return None
 
 
 def _remote_reference(path: str, limits: Limits) -> str | None:
@@ -105,9 +123,14 @@ def _walk(root: str, display_root: str, limits: Limits, counter: list[int]) -> I
         rel_dir = os.path.relpath(dirpath, root)
         shown_dir = display_root if rel_dir == "." else os.path.join(display_root, rel_dir)
         nested = any(dirpath.startswith(k + os.sep) for k in kustomize_roots)
-        if not nested and _is_kustomize_root(dirpath):
+        render = None if nested else _render_kind(dirpath)
+        if render is not None:
             kustomize_roots.append(dirpath)
-            yield _kustomize(dirpath, shown_dir, limits)
+            yield (
+                _kustomize(dirpath, shown_dir, limits)
+                if render == "kustomize"
+                else _helm(dirpath, shown_dir, limits)
+            )
         in_kustomization = any(dirpath == k or dirpath.startswith(k + os.sep) for k in kustomize_roots)
         for fname in sorted(filenames):
             counter[0] += 1

@@ -376,8 +376,7 @@ class AppArmorProfile(PSSRule):
             got = check_profile(f, APPARMOR_TYPES)
             if got.verdict is Profile.FORBIDDEN:
                 yield Violation(
-                    f"{subject} must not set securityContext.appArmorProfile with {got.problem} "
-                    "(only RuntimeDefault or Localhost)",
+                    got.message(subject, "appArmorProfile"),
                     path=got.path,
                     container=container,
                 )
@@ -488,8 +487,7 @@ class SeccompProfileBaseline(PSSRule):
             got = check_profile(f, SECCOMP_TYPES)
             if got.verdict is Profile.FORBIDDEN:
                 yield Violation(
-                    f"{subject} must not set securityContext.seccompProfile with {got.problem} "
-                    "(only RuntimeDefault or Localhost)",
+                    got.message(subject, "seccompProfile"),
                     path=got.path,
                     container=container,
                 )

@@ -299,8 +299,15 @@ class Profile(enum.Enum):
 class ProfileCheck:
     verdict: Profile
     path: JSONPath
-    """The ``type`` field (or the first part that has the wrong shape)."""
+    """The ``type`` field (or the first part that is not a mapping)."""
     problem: str = ""
+    """For FORBIDDEN: ``type 'Unconfined'``, ``no type`` or ``<path> is not a mapping``."""
+    malformed: bool = False
+
+    def message(self, subject: str, field: str) -> str:
+        if self.malformed:
+            return f"{subject}: {self.problem}, so securityContext.{field}.type cannot be verified"
+        return f"{subject} must not set securityContext.{field} with {self.problem} (only RuntimeDefault or Localhost)"
 
 
 def check_profile(f: Field, allowed: frozenset[str]) -> ProfileCheck:
@@ -310,11 +317,11 @@ def check_profile(f: Field, allowed: frozenset[str]) -> ProfileCheck:
     """
     if f.unset:
         return ProfileCheck(Profile.UNSET, (*f.path, "type"))
-    if f.malformed:
-        return ProfileCheck(Profile.FORBIDDEN, f.path, f"{render_path(f.path)} is not a mapping")
-    t = lookup(f.value, f.path, "type")
+    t = f if f.malformed else lookup(f.value, f.path, "type")
     if t.malformed:
-        return ProfileCheck(Profile.FORBIDDEN, t.path, f"{render_path(t.path)} is not a mapping")
+        return ProfileCheck(
+            Profile.FORBIDDEN, t.path, f"{render_path(t.path)} is not a mapping", malformed=True
+        )
     if isinstance(t.value, str) and t.value in allowed:
         return ProfileCheck(Profile.ALLOWED, t.path)
     found = "no type" if t.unset else f"type {show(t.value)}"

@@ -272,8 +272,7 @@ class SeccompProfileRestricted(PSSRule):
         at_pod = check_profile(pod.security_context("seccompProfile"), SECCOMP_TYPES)
         if at_pod.verdict is Profile.FORBIDDEN:
             yield Violation(
-                f"pod must not set securityContext.seccompProfile with {at_pod.problem} "
-                "(only RuntimeDefault or Localhost)",
+                at_pod.message("pod", "seccompProfile"),
                 path=at_pod.path,
                 severity=high,
             )
@@ -282,8 +281,7 @@ class SeccompProfileRestricted(PSSRule):
             got = check_profile(container_field(c, "securityContext", "seccompProfile"), SECCOMP_TYPES)
             if got.verdict is Profile.FORBIDDEN:
                 yield Violation(
-                    f"{subject} must not set securityContext.seccompProfile with {got.problem} "
-                    "(only RuntimeDefault or Localhost)",
+                    got.message(subject, "seccompProfile"),
                     path=got.path,
                     container=c.name,
                     severity=high,

@@ -1,4 +1,10 @@
-"""JSON output. The schema is documented in docs/json-schema.md and versioned by ``schema``."""
+"""JSON output: the machine-readable report.
+
+The layout is a stable contract, versioned by ``schema``, described field by field in
+``docs/output-formats.md`` and by the JSON Schema shipped as package data
+(``dutyguard/data/scan-report.schema.json``, see :func:`load_schema`). Within one schema
+version fields are only ever added, never renamed, retyped or removed.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +12,18 @@ import json
 from typing import Any
 
 from dutyguard.core.model import Finding, ScanReport, SuppressionRequest
+from dutyguard.formats._text import harden_json
 from dutyguard.formats.interface import FormatContext, Formatter
 
 SCHEMA = "https://dutyguard.dev/schema/scan-report/v1"
+SCHEMA_RESOURCE = "scan-report.schema.json"
+
+DECISIONS = {0: "pass", 1: "fail", 2: "error"}
 
 
-def finding_to_dict(f: Finding) -> dict[str, Any]:
+def finding_to_dict(f: Finding, report: ScanReport | None = None) -> dict[str, Any]:
     loc = f.location
-    return {
+    out: dict[str, Any] = {
         "rule_id": f.rule_id,
         "title": f.title,
         "severity": f.severity.value,
@@ -30,7 +40,11 @@ def finding_to_dict(f: Finding) -> dict[str, Any]:
             "field": loc.field,
         },
         "fingerprint": f.fingerprint,
+        "tags": list(f.tags),
     }
+    if report is not None:
+        out["blocking"] = f.severity.at_least(report.fail_on)
+    return out
 
 
 def suppression_to_dict(s: SuppressionRequest) -> dict[str, Any]:
@@ -56,7 +70,7 @@ def report_to_dict(report: ScanReport, ctx: FormatContext) -> dict[str, Any]:
             "fail_on": report.fail_on.value,
         },
         "summary": {
-            "decision": {0: "pass", 1: "fail", 2: "error"}[report.exit_code],
+            "decision": DECISIONS[report.exit_code],
             "exit_code": report.exit_code,
             "files": report.stats.files,
             "resources": report.stats.resources,
@@ -67,12 +81,26 @@ def report_to_dict(report: ScanReport, ctx: FormatContext) -> dict[str, Any]:
             "suppression_requests": len(report.suppression_requests),
             "errors": len(report.errors),
         },
-        "findings": [finding_to_dict(f) for f in report.findings],
+        "findings": [finding_to_dict(f, report) for f in report.findings],
         "suppression_requests": [suppression_to_dict(s) for s in report.suppression_requests],
         "errors": [{"source": e.source, "message": e.message} for e in report.errors],
     }
 
 
+def dumps(value: object) -> str:
+    """JSON text that is valid UTF-8 and harmless when printed (see :func:`harden_json`)."""
+    return harden_json(json.dumps(value, indent=2, ensure_ascii=False)) + "\n"
+
+
+def load_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) every report of this version validates against."""
+    from importlib.resources import files
+
+    text = files("dutyguard").joinpath("data", SCHEMA_RESOURCE).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
 class JsonFormatter(Formatter):
     def render(self, report: ScanReport, ctx: FormatContext) -> str:
-        return json.dumps(report_to_dict(report, ctx), indent=2, ensure_ascii=False) + "\n"
+        return dumps(report_to_dict(report, ctx))

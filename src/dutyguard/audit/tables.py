@@ -1,0 +1,117 @@
+"""The audit tables (SQLAlchemy Core) on the shared ``dutyguard.db.metadata``.
+
+``audit_entries`` holds one row per entry: the event's fields as columns (so the API can list
+and filter them), ``roles`` and ``details`` as the exact canonical JSON text that was hashed,
+``ts`` as the exact text that was hashed, and the chain columns. ``prev_hash`` is UNIQUE: two
+entries claiming the same predecessor (a fork) cannot both be stored, whatever a caller's
+locking does; ``seq`` as the primary key makes a duplicate position impossible likewise.
+
+``audit_checkpoints`` holds the signed checkpoints plus ``frontier`` (the Merkle subtree roots
+at that size, not signed, checked against the signed root before use) so the next checkpoint
+hashes only the entries added since.
+
+Append-only guards: :func:`append_only_ddl` returns triggers that make UPDATE, DELETE (and on
+PostgreSQL TRUNCATE) of either table fail for every database role, the application's included.
+They are attached to ``metadata.create_all`` here; Alembic migrations must execute them too
+(``for stmt in append_only_ddl(dialect): op.execute(stmt)``). A database owner can drop a
+trigger, so they are defence in depth: the hash chain and the signed checkpoints are what make
+tampering detectable.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from dutyguard.db import metadata
+
+audit_entries = sa.Table(
+    "audit_entries",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("ts", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("roles", sa.Text, nullable=False),
+    sa.Column("action", sa.String(128), nullable=False),
+    sa.Column("object", sa.String(512), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("state_digest", sa.String(128), nullable=True),
+    sa.Column("details", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("entry_hash", sa.String(64), nullable=False),
+)
+
+audit_checkpoints = sa.Table(
+    "audit_checkpoints",
+    metadata,
+    sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("head_hash", sa.String(64), nullable=False),
+    sa.Column("merkle_root", sa.String(64), nullable=False),
+    sa.Column("ts", sa.String(32), nullable=False),
+    sa.Column("key_id", sa.String(64), nullable=False),
+    sa.Column("signature", sa.String(128), nullable=False),
+    sa.Column("frontier", sa.Text, nullable=False),
+)
+
+_TABLES = ("audit_entries", "audit_checkpoints")
+
+
+def append_only_ddl(dialect: str) -> list[str]:
+    """Statements installing the append-only triggers on ``dialect`` ("sqlite" or "postgresql")."""
+    if dialect == "sqlite":
+        return [
+            f"CREATE TRIGGER IF NOT EXISTS {t}_no_{op.lower()} BEFORE {op} ON {t} "
+            f"BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END"
+            for t in _TABLES
+            for op in ("UPDATE", "DELETE")
+        ]
+    if dialect == "postgresql":
+        stmts = [
+            "CREATE OR REPLACE FUNCTION dutyguard_audit_append_only() RETURNS trigger "
+            "LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'the audit trail is append-only (% on %)', TG_OP, TG_TABLE_NAME "
+            "USING ERRCODE = 'insufficient_privilege'; END $$"
+        ]
+        for t in _TABLES:
+            stmts.append(
+                f"CREATE TRIGGER {t}_append_only BEFORE UPDATE OR DELETE ON {t} "
+                "FOR EACH ROW EXECUTE FUNCTION dutyguard_audit_append_only()"
+            )
+            stmts.append(
+                f"CREATE TRIGGER {t}_no_truncate BEFORE TRUNCATE ON {t} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION dutyguard_audit_append_only()"
+            )
+        return stmts
+    raise ValueError(f"no append-only guard for dialect {dialect!r}")
+
+
+def drop_append_only_ddl(dialect: str) -> list[str]:
+    """The inverse of :func:`append_only_ddl` (for a migration's downgrade)."""
+    if dialect == "sqlite":
+        return [f"DROP TRIGGER IF EXISTS {t}_no_{op}" for t in _TABLES for op in ("update", "delete")]
+    if dialect == "postgresql":
+        stmts = [
+            f"DROP TRIGGER IF EXISTS {t}_{kind} ON {t}"
+            for t in _TABLES
+            for kind in ("append_only", "no_truncate")
+        ]
+        return [*stmts, "DROP FUNCTION IF EXISTS dutyguard_audit_append_only()"]
+    raise ValueError(f"no append-only guard for dialect {dialect!r}")
+
+
+def _install_guards(target: sa.Table, connection: sa.Connection, **_: object) -> None:
+    # Once both tables exist; each table's trigger is created with the table of the same name.
+    dialect = connection.dialect.name
+    if dialect not in ("sqlite", "postgresql"):
+        return
+    stmts = [
+        s
+        for s in append_only_ddl(dialect)
+        if f" ON {target.name} " in s or s.startswith("CREATE OR REPLACE FUNCTION")
+    ]
+    for stmt in stmts:
+        connection.exec_driver_sql(stmt)
+
+
+event.listen(audit_entries, "after_create", _install_guards)
+event.listen(audit_checkpoints, "after_create", _install_guards)

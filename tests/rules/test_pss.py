@@ -1176,3 +1176,51 @@ def test_engine_points_missing_fields_at_the_closest_parent_at_restricted() -> N
     assert "pss.host-path-volumes" not in ids
     assert "pss.capabilities-baseline" not in ids
     assert report.exit_code == 1  # hostPath and NET_ADMIN are high at restricted too
+
+
+YAML_TRICKS = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: tricks
+spec:
+  containers:
+  - name: merged
+    image: registry.example/a:1
+    securityContext:
+      <<: {privileged: false}
+      privileged: true
+  - name: from-anchor
+    image: registry.example/b:1
+    securityContext: &escalate
+      privileged: yes
+  - name: quoted
+    image: registry.example/c:1
+    securityContext:
+      privileged: "false"
+  ephemeralContainers:
+  - name: debug
+    image: registry.example/d:1
+    securityContext: *escalate
+"""
+
+
+def test_yaml_tricks_do_not_hide_a_privileged_container() -> None:
+    # merge keys (the explicit key wins, as in the API server's YAML 1.1 decoder), YAML 1.1 `yes`,
+    # an alias reused by an ephemeral container, a quoted "false": every one is caught
+    report = make_scanner(Policy(pss_level=BASELINE)).scan(["-"], stdin=io.BytesIO(YAML_TRICKS.encode()))
+    got = {(f.location.container, f.location.line) for f in report.findings if f.rule_id == "pss.privileged"}
+    merged = {line for name, line in got if name == "merged"}
+    # the loader records a merged key at the merge source's line even though the explicit value wins;
+    # the finding is still on the container's securityContext block
+    assert len(merged) == 1
+    assert merged <= {
+        _line_of(YAML_TRICKS, "<<: {privileged: false}"),
+        _line_of(YAML_TRICKS, "privileged: true"),
+    }
+    assert got - {("merged", line) for line in merged} == {
+        ("from-anchor", _line_of(YAML_TRICKS, "privileged: yes")),
+        ("quoted", _line_of(YAML_TRICKS, 'privileged: "false"')),
+        # an alias has no lines of its own: the finding points where the value is written
+        ("debug", _line_of(YAML_TRICKS, "privileged: yes")),
+    }

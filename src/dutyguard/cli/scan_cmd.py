@@ -4,72 +4,227 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from dutyguard.core.model import Severity
+from dutyguard.core.model import ScanReport, Severity
 from dutyguard.core.policy import Policy, PSSLevel
 from dutyguard.errors import ConfigError
 from dutyguard.formats.interface import FormatContext, OutputFormat
 from dutyguard.limits import DEFAULT_LIMITS, Limits
 
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+EPILOG = (
+    "Exit codes: 0 nothing at or above --fail-on; 1 the gate fails; "
+    "2 usage error or an input that could not be read (the gate fails closed)."
+)
+SEVERITIES = ", ".join(s.value for s in Severity)
+
+PROGRESS_AFTER_SECONDS = 0.5
+"""A progress display appears only once a scan has run this long: short scans stay quiet."""
+
+
+def _parse_fail_on(value: str) -> str:
+    try:
+        return Severity.parse(value).value
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a severity; use one of {SEVERITIES}") from None
+
+
+def _isatty(stream: Any) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(callable(isatty) and isatty())
+
+
+def _wants_color(stream: Any) -> bool:
+    """Colour only for a terminal, and never when ``NO_COLOR`` is set to anything (no-color.org)."""
+    if os.environ.get("NO_COLOR", "") != "" or os.environ.get("TERM") == "dumb":
+        return False
+    return _isatty(stream)
+
+
+class _ProgressDisplay:
+    """The engine's ``progress`` callback: a transient status line on stderr for long scans.
+
+    rich is imported only if the display actually appears, so a single-file scan never pays
+    for it. File names are scanned data: they are shown sanitised and never as markup.
+    """
+
+    def __init__(self) -> None:
+        self._enabled = os.environ.get("TERM") != "dumb" and _isatty(sys.stderr)
+        self._started = time.monotonic()
+        self._files = 0
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
+
+    def __call__(self, name: str) -> None:
+        self._files += 1
+        if not self._enabled:
+            return
+        if self._progress is None:
+            if time.monotonic() - self._started < PROGRESS_AFTER_SECONDS:
+                return
+            self._start()
+        assert self._progress is not None
+        assert self._task is not None
+        from dutyguard.formats._text import terminal
+
+        self._progress.update(self._task, completed=self._files, name=terminal(name, 80))
+
+    def _start(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        console = Console(file=sys.stderr, no_color=not _wants_color(sys.stderr), highlight=False)
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("scanning", markup=False),
+            BarColumn(),
+            TextColumn("{task.completed} files", markup=False),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[name]}", markup=False),
+            console=console,
+            transient=True,
+        )
+        self._task = self._progress.add_task("scan", total=None, name="")
+        self._progress.start()
+
+    def __enter__(self) -> _ProgressDisplay:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def _write(text: str, output: Path | None) -> None:
+    # Reports are UTF-8 whatever the locale says; formatters already made the text encodable,
+    # backslashreplace is the last line of defence against a traceback at the very end.
+    data = text.encode("utf-8", "backslashreplace")
+    if output is None:
+        sys.stdout.flush()
+        buffer = getattr(sys.stdout, "buffer", None)
+        if buffer is not None:
+            buffer.write(data)
+            buffer.flush()
+        else:
+            sys.stdout.write(data.decode("utf-8"))
+        return
+    try:
+        output.write_bytes(data)
+    except OSError as e:
+        raise ConfigError(f"--output: cannot write {output}: {e.strerror or e}") from None
+
+
+def _one_line_summary(report: ScanReport, output: Path) -> str:
+    from dutyguard.formats._text import plural, terminal
+
+    decision = {0: "pass", 1: "FAIL", 2: "ERROR"}[report.exit_code]
+    return (
+        f"dutyguard: {decision}: {plural(len(report.findings), 'finding')} "
+        f"({len(report.blocking)} blocking at {report.fail_on.value} or above), "
+        f"{plural(len(report.errors), 'error')}; report written to {terminal(str(output), 300)}"
+    )
+
 
 def scan(
     paths: list[str] = typer.Argument(
-        ..., help="Files or directories to scan; '-' reads manifests from stdin."
+        ...,
+        metavar="PATH",
+        help="Files or directories to scan (recursively); '-' reads manifests from stdin.",
+        show_default=False,
     ),
     pss_level: PSSLevel = typer.Option(
-        PSSLevel.RESTRICTED, "--pss-level", help="Pod Security Standards level."
+        PSSLevel.RESTRICTED, "--pss-level", help="Pod Security Standards level to enforce."
     ),
-    output_format: OutputFormat = typer.Option(OutputFormat.TABLE, "--format", "-f", help="Output format."),
+    output_format: OutputFormat = typer.Option(
+        OutputFormat.TABLE,
+        "--format",
+        "-f",
+        help="table (people), json (documented schema), sarif (GitHub code scanning), junit (CI test "
+        "reports), markdown (pull-request comments).",
+    ),
     output: Path | None = typer.Option(
-        None, "--output", "-o", help="Write the report here instead of stdout."
+        None,
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="Write the report to FILE instead of stdout (a one-line summary goes to stderr).",
+        dir_okay=False,
     ),
     fail_on: str = typer.Option(
-        "high", "--fail-on", envvar="DUTYGUARD_FAIL_ON", help="Lowest severity that fails the gate."
+        "high",
+        "--fail-on",
+        envvar="DUTYGUARD_FAIL_ON",
+        metavar="SEVERITY",
+        callback=_parse_fail_on,
+        help=f"Lowest severity that fails the gate: {SEVERITIES}.",
     ),
     allowed_registry: list[str] = typer.Option(
         [],
         "--allowed-registry",
         envvar="DUTYGUARD_ALLOWED_REGISTRIES",
-        help="Registry images must come from (repeat).",
+        metavar="REGISTRY",
+        help="Registry images must come from, e.g. registry.example.com/team (repeat for more).",
     ),
     secret_rules: Path | None = typer.Option(
         None,
         "--secret-rules",
+        metavar="FILE",
         help="Use this gitleaks-format TOML file instead of the built-in secret rules.",
     ),
     max_file_size: int = typer.Option(
-        DEFAULT_LIMITS.max_file_bytes, "--max-file-size", help="Largest manifest (bytes)."
+        DEFAULT_LIMITS.max_file_bytes,
+        "--max-file-size",
+        metavar="BYTES",
+        min=1,
+        help="Largest manifest or Dockerfile read; larger inputs are reported as errors.",
     ),
 ) -> None:
     """Scan Kubernetes manifests, Dockerfiles and any file tree for secrets; exit 1 when the gate fails."""
+    if paths.count("-") > 1:
+        raise typer.BadParameter("'-' (stdin) can be given only once", param_hint="PATH")
     from dutyguard.engine import Scanner
     from dutyguard.rules import default_registry
     from dutyguard.sources.registry import default_sources
 
-    try:
-        threshold = Severity.parse(fail_on)
-    except ValueError as e:
-        raise ConfigError(f"--fail-on: {e}") from None
+    threshold = Severity.parse(fail_on)
     limits = Limits(max_file_bytes=max_file_size)
     registry = default_registry(str(secret_rules) if secret_rules else None)
     policy = Policy(pss_level=pss_level, fail_on=threshold, allowed_registries=tuple(allowed_registry))
     scanner = Scanner(registry=registry, sources=default_sources(), policy=policy, limits=limits)
 
-    to_tty = output is None and sys.stdout.isatty()
-    report = scanner.scan(paths, progress=None)
-    color = to_tty and "NO_COLOR" not in os.environ
+    try:
+        with _ProgressDisplay() as progress:
+            report = scanner.scan(paths, progress=progress)
+    except KeyboardInterrupt:
+        print("dutyguard: interrupted; no decision was made", file=sys.stderr)
+        raise typer.Exit(130) from None
+
+    color = output is None and _wants_color(sys.stdout)
     text = output_format.to_formatter().render(report, FormatContext(registry=registry, color=color))
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        output.write_text(text, encoding="utf-8")
-    for err in report.errors:
-        print(f"dutyguard: error: {err.message}", file=sys.stderr)
+    _write(text, output)
+
+    from dutyguard.formats._text import terminal
+
+    # A person reading the table on a terminal already sees the errors; anywhere else (a log,
+    # a redirected file, a machine format) stderr is where CI and people look for them.
+    table_on_terminal = output is None and output_format is OutputFormat.TABLE and _isatty(sys.stdout)
+    if not table_on_terminal:
+        for err in report.errors:
+            print(f"dutyguard: error: {terminal(err.message, 2000)}", file=sys.stderr)
+    if output is not None:
+        print(_one_line_summary(report, output), file=sys.stderr)
     raise typer.Exit(report.exit_code)
 
 
 def register(app: typer.Typer) -> None:
-    app.command("scan")(scan)
+    app.command("scan", epilog=EPILOG)(scan)

@@ -191,14 +191,6 @@ class Pod:
         # helpers.go relaxPolicyForUserNamespacePod: HostUsers != nil && !*HostUsers (unconditional from 1.35).
         return self.field("hostUsers").value is False
 
-    def items(self, *keys: str) -> Iterator[tuple[JSONPath, object]]:
-        """Path and value of each element of the list at ``keys`` (nothing when unset or not a list)."""
-        f = self.field(*keys)
-        seq = jv.as_list(f.value)
-        if seq is not None:
-            for i, item in enumerate(seq):
-                yield (*f.path, i), item
-
 
 def container_field(c: ContainerRef, *keys: str) -> Field:
     return lookup(c.spec, c.path, *keys)

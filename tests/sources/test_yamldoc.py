@@ -78,3 +78,14 @@ def test_too_many_documents_refused() -> None:
 def test_complex_mapping_keys_refused() -> None:
     with pytest.raises(InputError, match="mapping key must be a scalar"):
         load_documents("? [a, b]\n: c\n", "k.yaml", LIMITS)
+
+
+def test_explicit_key_line_wins_over_merged_one() -> None:
+    (doc,) = load_documents("base: &b {x: 1, y: 2}\nobj:\n  <<: *b\n  y: 3\n", "m", LIMITS)
+    assert doc.lines[("obj", "y")] == 4
+    assert doc.lines[("obj", "x")] == 1
+
+
+def test_earlier_merge_source_wins() -> None:
+    (doc,) = load_documents("a: &a {k: 1}\nb: &b {k: 2, j: 3}\nc:\n  <<: [*a, *b]\n", "m", LIMITS)
+    assert doc.value["c"] == {"k": 1, "j": 3}  # type: ignore[index]

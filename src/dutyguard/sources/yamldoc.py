@@ -110,12 +110,22 @@ class _Converter:
         raise InputError(self.budget.source, f"unsupported YAML node at line {_line(node)}")
 
     def _mapping(self, node: yaml.MappingNode, path: JSONPath, depth: int) -> dict[str, object]:
-        out: dict[str, object] = {}
-        merged: list[yaml.Node] = []
+        # YAML merge keys: merged maps are converted first so that explicit keys (converted
+        # after them) win for both the value and the recorded line; earlier merged maps win
+        # over later ones.
+        merged: dict[str, object] = {}
+        explicit: list[tuple[yaml.Node, yaml.Node]] = []
         for key_node, value_node in node.value:
-            if key_node.tag == _MERGE:
-                merged.extend(value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node])
+            if key_node.tag != _MERGE:
+                explicit.append((key_node, value_node))
                 continue
+            sources = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            for src in reversed(sources):
+                if not isinstance(src, yaml.MappingNode):
+                    raise InputError(self.budget.source, f"line {_line(src)}: merge key needs a mapping")
+                merged.update(self._mapping(src, path, depth + 1))
+        out: dict[str, object] = {}
+        for key_node, value_node in explicit:
             if not isinstance(key_node, yaml.ScalarNode):
                 raise InputError(
                     self.budget.source, f"line {_line(key_node)}: a mapping key must be a scalar"
@@ -129,13 +139,8 @@ class _Converter:
             p = (*path, key)
             self.lines[p] = _line(key_node)
             out[key] = self.convert(value_node, p, depth + 1)
-        # YAML merge keys: explicit keys win, earlier merged maps win over later ones.
-        for src in merged:
-            if not isinstance(src, yaml.MappingNode):
-                raise InputError(self.budget.source, f"line {_line(src)}: merge key needs a mapping")
-            extra = self._mapping(src, path, depth + 1)
-            for k, v in extra.items():
-                out.setdefault(k, v)
+        for k, v in merged.items():
+            out.setdefault(k, v)
         return out
 
 

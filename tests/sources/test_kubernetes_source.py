@@ -102,3 +102,18 @@ def test_huge_manifest_refused_without_reading_it_all(tmp_path: Path) -> None:
     report = make_scanner().scan([str(big)])
     assert any("larger than" in e.message and e.source.endswith("big.yaml") for e in report.errors)
     assert report.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    ("containers", "needle"),
+    [
+        ('"nginx"', "spec.containers is not a list"),
+        ("[nginx]", r"spec.containers[0] is not a mapping"),
+        ("[{name: a, image: x}, 42]", r"spec.containers[1] is not a mapping"),
+    ],
+)
+def test_malformed_container_lists_are_errors_not_skipped(containers: str, needle: str) -> None:
+    text = f"apiVersion: v1\nkind: Pod\nmetadata: {{name: p}}\nspec:\n  containers: {containers}\n"
+    report = make_scanner().scan(["-"], stdin=io.BytesIO(text.encode()))
+    assert report.exit_code == 2
+    assert any(needle in e.message for e in report.errors), report.errors

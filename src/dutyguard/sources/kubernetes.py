@@ -162,8 +162,41 @@ def objects_from_value(
             stack.extend((item, (*base, "items", i), depth + 1) for i, item in reversed(items))
             continue
         obj_line = lines.get(base, line) if base else line
-        out.append(K8sObject(file=file, doc=m, lines=lines, line=obj_line, base=base))
+        obj = K8sObject(file=file, doc=m, lines=lines, line=obj_line, base=base)
+        _check_shape(obj)
+        out.append(obj)
     return out
+
+
+def _check_shape(obj: K8sObject) -> None:
+    """Refuse pod templates whose structure the API server would reject.
+
+    Rules read containers through :meth:`K8sObject.containers`, which only yields mappings; a
+    malformed list must therefore be an error here, or its containers would go unchecked.
+    """
+    spec_path = obj.pod_spec_path
+    if spec_path is None or not jv.has(obj.doc, spec_path):
+        return
+    where = f"{obj.kind} {obj.name or '?'}"
+    line = obj.locate(spec_path).line
+    if jv.as_map(jv.get(obj.doc, spec_path)) is None:
+        raise InputError(obj.file, f"line {line}: {where}: {render_path(spec_path)} is not a mapping")
+    for list_name in CONTAINER_LISTS:
+        path = (*spec_path, list_name)
+        value = jv.get(obj.doc, path)
+        if value is None:
+            continue
+        seq = jv.as_list(value)
+        if seq is None:
+            raise InputError(
+                obj.file, f"line {obj.locate(path).line}: {where}: {render_path(path)} is not a list"
+            )
+        for i, c in enumerate(seq):
+            if jv.as_map(c) is None:
+                p = (*path, i)
+                raise InputError(
+                    obj.file, f"line {obj.locate(p).line}: {where}: {render_path(p)} is not a mapping"
+                )
 
 
 class KubernetesSource(Source):

@@ -1,4 +1,4 @@
-"""Placeholder: filled in by its own change."""
+"""The secrets pack: the built-in patterns, or a gitleaks-format rule file instead of them."""
 
 from __future__ import annotations
 
@@ -6,4 +6,11 @@ from dutyguard.core.rule import AnyRule
 
 
 def rules(gitleaks_file: str | None = None) -> list[AnyRule]:
-    return []
+    """Built-in secret rules, or every rule of ``gitleaks_file`` (which then replaces them)."""
+    if gitleaks_file is not None:
+        from dutyguard.rules.gitleaks import load_rules
+
+        return load_rules(gitleaks_file)
+    from dutyguard.rules.secret_patterns import builtin_rules
+
+    return list(builtin_rules())

@@ -59,7 +59,8 @@ def test_blocking_findings_come_first_and_the_rest_is_collapsed(tmp_path: Path) 
     critical_row = text.index("| **CRITICAL** | `pss.privileged`")
     low_row = text.index("| LOW | `pss.privileged`")
     assert blocking_at < critical_row < collapsed_at < low_row
-    assert "**Fix:** Remove securityContext.privileged" in text
+    fixes = text[text.index("<details><summary>How to fix") : collapsed_at]
+    assert "`pss.privileged` Privileged container: Remove securityContext.privileged" in fixes
     assert text.count("<details>") == text.count("</details>")
 
 
@@ -158,6 +159,7 @@ def test_comment_fits_githubs_limit_and_says_what_it_left_out(tmp_path: Path) ->
     (base,) = [f for f in report.findings if f.message.startswith("evil")]
     many = tuple(dataclasses.replace(base, fingerprint=f"{i:032x}") for i in range(1_000))
     report = dataclasses.replace(report, findings=(*privileged(report), *many))
+    report = with_suppression(report, "deploy/pod.yaml")
     text = render(report)
     assert len(text.encode("utf-8")) <= GITHUB_COMMENT_LIMIT
     assert "Truncated to fit GitHub's 65,536-character comment limit" in text
@@ -166,6 +168,10 @@ def test_comment_fits_githubs_limit_and_says_what_it_left_out(tmp_path: Path) ->
     assert match is not None
     assert shown + int(match.group(1)) == len(report.findings)
     assert text.count("<details>") == text.count("</details>")
+    # What matters more than the 300th row survives the cut: how to fix, and the bypass attempts.
+    assert "<details><summary>How to fix (1 rule)</summary>" in text
+    assert "Remove securityContext.privileged" in text
+    assert "Suppression requests (1)" in text
 
 
 @pytest.mark.parametrize("limit", [3_000, 6_000, 12_000])

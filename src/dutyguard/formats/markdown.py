@@ -67,22 +67,31 @@ def html_inline(text: str, limit: int = _PROSE_CHARS) -> str:
 
 
 class _Budget:
-    """Appends blocks while they fit; once one does not, everything after it is left out."""
+    """Appends blocks while they fit. A block that does not fit is left out (and noted); a later,
+    smaller block may still fit, so a long table does not hide the sections after it."""
 
     def __init__(self, limit: int) -> None:
         self.parts: list[str] = []
         self.used = 0
         self.limit = max(limit - _RESERVE, 0)
-        self.full = False
+        self.held = 0
+        self.truncated = False
 
     def add(self, text: str) -> bool:
         size = len(text.encode("utf-8"))
-        if self.full or self.used + size > self.limit:
-            self.full = True
+        if self.used + self.held + size > self.limit:
+            self.truncated = True
             return False
         self.parts.append(text)
         self.used += size
         return True
+
+    def hold(self, size: int) -> None:
+        """Keep ``size`` bytes free for a block that must come later but matters more."""
+        self.held = min(size, max(self.limit - self.used, 0))
+
+    def release(self) -> None:
+        self.held = 0
 
     def close(self, text: str) -> None:
         """Closing markup: always written (paid for by the reserve)."""
@@ -124,19 +133,26 @@ def _finding_row(f: Finding) -> str:
 _FINDINGS_HEADER = "| Severity | Rule | Location | Resource | Message |\n|---|---|---|---|---|\n"
 
 
-def _finding_detail(f: Finding) -> str:
-    loc = f.location
-    head = f"- {md_code(f.rule_id)} {md_inline(f.title, _NAME_CHARS)} · {_where(f, in_table=False)}"
-    if loc.field:
-        head += f" · field {md_code(loc.field, _FILE_CHARS)}"
-    lines = [
-        head,
-        f"  **Fix:** {md_inline(f.remediation)}",
-        "  **Controls:** "
-        + ", ".join(md_code(c) for c in f.controls)
-        + f" · fingerprint {md_code(f.fingerprint)}",
-    ]
-    return "  \n".join(lines) + "\n"
+def _fixes(findings: Sequence[Finding], budget: int) -> str:
+    """How to fix each rule among ``findings``, once per rule, most severe first, within ``budget``."""
+    first: dict[str, Finding] = {}
+    for f in findings:
+        first.setdefault(f.rule_id, f)
+    rules = list(first.values())
+    items: list[str] = []
+    used = 0
+    for f in rules:
+        item = (
+            f"- {md_code(f.rule_id)} {md_inline(f.title, _NAME_CHARS)}: {md_inline(f.remediation)}  \n"
+            "  Controls: " + ", ".join(md_code(c) for c in f.controls) + "\n"
+        )
+        used += len(item.encode("utf-8"))
+        if used > budget:
+            items.append(f"- … and {len(rules) - len(items)} more rules (see `dutyguard rules show ID`)\n")
+            break
+        items.append(item)
+    head = f"<details><summary>How to fix ({len(rules)} rule{'s' if len(rules) != 1 else ''})</summary>\n\n"
+    return head + "".join(items) + "\n</details>\n\n"
 
 
 def _title(report: ScanReport) -> str:
@@ -230,14 +246,12 @@ class MarkdownFormatter(Formatter):
         omitted = 0
         if blocking:
             if out.add(f"### Blocking findings ({len(blocking)})\n\n"):
+                # The remediation of every blocking rule matters more than the 500th row.
+                fixes = _fixes(blocking, out.limit // 3)
+                out.hold(len(fixes.encode("utf-8")))
                 omitted += _table(out, blocking)
-                if out.add(
-                    f"<details><summary>How to fix the blocking findings ({len(blocking)})</summary>\n\n"
-                ):
-                    for f in blocking:
-                        if not out.add(_finding_detail(f)):
-                            break
-                    out.close("\n</details>\n\n")
+                out.release()
+                out.add(fixes)
             else:
                 omitted += len(blocking)
         elif report.findings:
@@ -251,7 +265,7 @@ class MarkdownFormatter(Formatter):
                 omitted += len(others)
         _suppressions(out, report.suppression_requests)
 
-        if out.full:
+        if out.truncated:
             missing = []
             if omitted:
                 missing.append(f"{omitted} findings")

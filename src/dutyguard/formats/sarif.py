@@ -139,7 +139,9 @@ class SarifFormatter(Formatter):
         self._root = root
 
     def render(self, report: ScanReport, ctx: FormatContext) -> str:
-        return harden_json(json.dumps(self.to_sarif(report, ctx), indent=2, ensure_ascii=False)) + "\n"
+        # Compact: GitHub refuses files over 10 MB (gzipped); SARIF viewers lay it out themselves.
+        doc = self.to_sarif(report, ctx)
+        return harden_json(json.dumps(doc, separators=(",", ":"), ensure_ascii=False)) + "\n"
 
     def to_sarif(self, report: ScanReport, ctx: FormatContext) -> dict[str, Any]:
         root = os.path.abspath(self._root or os.getcwd())

@@ -43,7 +43,7 @@ def _isatty(stream: Any) -> bool:
 
 
 def _wants_color(stream: Any) -> bool:
-    """Colour only for a terminal, and never when ``NO_COLOR`` is set to anything (no-color.org)."""
+    """Colour only for a terminal, never when ``NO_COLOR`` is set to a non-empty value (no-color.org)."""
     if os.environ.get("NO_COLOR", "") != "" or os.environ.get("TERM") == "dumb":
         return False
     return _isatty(stream)

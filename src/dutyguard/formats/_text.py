@@ -33,7 +33,7 @@ _BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u206
 """Direction overrides and isolates ("Trojan Source"): they reorder the characters around them."""
 
 _TERMINAL_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f\u2028\u2029{_BIDI}\ud800-\udfff]")
-_XML_UNSAFE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+_XML_UNSAFE = re.compile(f"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f{_BIDI}\ud800-\udfff\ufffe\uffff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _JSON_UNSAFE = re.compile(f"[\x7f-\x9f\u2028\u2029{_BIDI}]")
 
@@ -76,7 +76,8 @@ def terminal(text: str, limit: int = 0) -> str:
 
 
 def xml_text(text: str) -> str:
-    """Only characters XML 1.0 allows; escape sequences removed. Markup escaping is the writer's job."""
+    """Only characters XML 1.0 allows, no escape sequences, bidi controls shown (CI pages display
+    this text to reviewers). Markup escaping is the writer's job."""
     return _XML_UNSAFE.sub(lambda m: escape_char(m.group()), strip_ansi(text))
 
 

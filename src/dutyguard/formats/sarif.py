@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -359,8 +360,8 @@ def _tags(candidates: Iterable[str]) -> list[str]:
 
 
 def _pascal(identifier: str) -> str:
-    words = [w for part in identifier.replace("-", ".").replace("_", ".").split(".") for w in [part] if w]
-    return "".join(w[:1].upper() + w[1:] for w in words) or identifier
+    words = re.split(r"[._-]+", identifier)
+    return "".join(w[:1].upper() + w[1:] for w in words if w) or identifier
 
 
 def _help_text(

@@ -1,0 +1,440 @@
+"""Appending to the chain and signing checkpoints, inside the caller's transaction.
+
+Invariants (what every function here keeps true, on SQLite and PostgreSQL alike):
+
+1. Entries are numbered 1, 2, 3, … with no gap and no duplicate; entry ``n`` records the hash
+   of entry ``n-1`` (entry 1 records ``GENESIS``). A rolled-back transaction takes its entry
+   with it and the next writer reuses the number, so rollbacks leave no gap.
+2. One writer at a time extends the chain: on PostgreSQL :func:`append` takes a transaction-level
+   advisory lock (released at COMMIT/ROLLBACK) before it reads the head; on SQLite the caller's
+   transaction must hold the write lock from its start (``BEGIN IMMEDIATE``, see
+   :func:`transaction`). Whatever the caller gets wrong, the schema refuses a fork (UNIQUE
+   ``prev_hash``) or a duplicate (``seq`` primary key): a mistake fails a transaction, it never
+   branches the chain.
+3. An entry is durable when the caller's COMMIT returns (SQLite WAL with ``synchronous=FULL``;
+   PostgreSQL with ``fsync`` and ``synchronous_commit`` on). Nothing is acknowledged before.
+4. A checkpoint is signed only over entries that verify: :func:`checkpoint` re-derives every
+   entry since the previous checkpoint from its columns and refuses (:class:`AuditIntegrityError`)
+   to sign a chain that does not hold together. Tampering stops the writer loudly instead of
+   being sealed under a fresh signature.
+
+The caller's duty on PostgreSQL: use READ COMMITTED (the default). Under REPEATABLE READ a
+transaction that read before calling :func:`append` may see a stale head; it then fails on
+the primary key instead of forking, but it fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from dutyguard.audit import merkle
+from dutyguard.audit.canonical import canonical_json
+from dutyguard.audit.checkpoint import Checkpoint, SignedCheckpoint, sign_checkpoint
+from dutyguard.audit.entry import (
+    GENESIS,
+    AuditEntry,
+    AuditEvent,
+    Outcome,
+    format_ts,
+    leaf_bytes,
+    leaf_hash,
+    parse_leaf,
+)
+from dutyguard.audit.errors import AuditError, AuditIntegrityError, AuditValueError
+from dutyguard.audit.signing import Signer
+from dutyguard.audit.tables import audit_checkpoints, audit_entries
+
+LOCK_KEY: Final = 0x6475_7479_6175_6474  # "dutyaudt": the PostgreSQL advisory lock of the chain
+_CACHE: Final = "dutyguard.audit.head"
+_READ_BATCH = 2000
+
+_E = audit_entries.c
+_C = audit_checkpoints.c
+_HEAD = sa.select(_E.seq, _E.entry_hash).order_by(_E.seq.desc()).limit(1)
+_INSERT = audit_entries.insert()
+_LAST_CP = sa.select(audit_checkpoints).order_by(_C.size.desc()).limit(1)
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    seq: int
+    entry_hash: str
+
+
+def _lock(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
+
+
+def _cached_head(conn: Connection) -> Head | None:
+    """The head this transaction wrote last, when it can be trusted without a query.
+
+    Only outside savepoints: a savepoint rolled back after an append would take that entry with
+    it, so appends inside one always read the head and drop the cache.
+    """
+    if conn.in_nested_transaction():
+        return None
+    cached = conn.info.get(_CACHE)
+    if cached is None or cached[0] is not conn.get_transaction():
+        return None
+    head: Head = cached[1]
+    return head
+
+
+def _remember(conn: Connection, head: Head) -> None:
+    if conn.in_nested_transaction():
+        conn.info.pop(_CACHE, None)
+    else:
+        conn.info[_CACHE] = (conn.get_transaction(), head)
+
+
+def _read_head(conn: Connection) -> Head | None:
+    row = conn.execute(_HEAD).first()
+    return None if row is None else Head(int(row.seq), str(row.entry_hash))
+
+
+def head(conn: Connection) -> Head | None:
+    """The last entry (no lock: a snapshot that may be overtaken by the next append)."""
+    return _read_head(conn)
+
+
+def append(conn: Connection, event: AuditEvent, now: datetime) -> AuditEntry:
+    """Add ``event`` to the chain inside the caller's open transaction and return the entry.
+
+    The entry commits or rolls back with the caller's own changes. Call it as late as practical
+    in the transaction: the chain's lock is held from here until COMMIT.
+    """
+    if not isinstance(event, AuditEvent):
+        raise AuditValueError(f"append needs an AuditEvent, not {type(event).__name__}")
+    if not conn.in_transaction():
+        raise AuditError("append must run inside the caller's transaction")
+    ts = format_ts(now)
+    roles_json = canonical_json(list(event.roles))
+    details_json = canonical_json(event.details)
+    prev = _cached_head(conn)
+    if prev is None:
+        _lock(conn)
+        prev = _read_head(conn)
+    seq = 1 if prev is None else prev.seq + 1
+    prev_hash = GENESIS if prev is None else prev.entry_hash
+    leaf = leaf_bytes(
+        seq=seq,
+        prev_hash=prev_hash,
+        ts=ts,
+        actor=event.actor,
+        roles_json=roles_json,
+        action=event.action,
+        object_=event.object,
+        outcome=event.outcome.value,
+        state_digest=event.state_digest,
+        details_json=details_json,
+    )
+    entry_hash = leaf_hash(leaf).hex()
+    conn.execute(
+        _INSERT,
+        {
+            "seq": seq,
+            "ts": ts,
+            "actor": event.actor,
+            "roles": roles_json.decode("utf-8"),
+            "action": event.action,
+            "object": event.object,
+            "outcome": event.outcome.value,
+            "state_digest": event.state_digest,
+            "details": details_json.decode("utf-8"),
+            "prev_hash": prev_hash,
+            "entry_hash": entry_hash,
+        },
+    )
+    _remember(conn, Head(seq, entry_hash))
+    return AuditEntry(seq=seq, ts=ts, event=event, prev_hash=prev_hash, entry_hash=entry_hash)
+
+
+# -- reading rows back --------------------------------------------------------------------------
+
+
+def _single_line_json(text: str) -> bytes:
+    """Stored canonical JSON text as bytes; anything that could not have been written by
+    :func:`append` (not JSON, or spread over lines) is quoted as a JSON string instead, so an
+    export stays one line per entry and the altered value shows up as a hash mismatch."""
+    raw = text.encode("utf-8", "surrogatepass")
+    if b"\n" not in raw and b"\r" not in raw:
+        try:
+            json.loads(raw)
+        except ValueError:
+            pass
+        else:
+            return raw
+    return json.dumps(text, ensure_ascii=True).encode("ascii")
+
+
+def row_leaf(row: Any) -> bytes:
+    """The leaf bytes an ``audit_entries`` row stands for, rebuilt from its columns as stored."""
+    return leaf_bytes(
+        seq=int(row.seq),
+        prev_hash=str(row.prev_hash),
+        ts=str(row.ts),
+        actor=str(row.actor),
+        roles_json=_single_line_json(str(row.roles)),
+        action=str(row.action),
+        object_=str(row.object),
+        outcome=str(row.outcome),
+        state_digest=None if row.state_digest is None else str(row.state_digest),
+        details_json=_single_line_json(str(row.details)),
+    )
+
+
+def iter_rows(conn: Connection, after: int = 0, upto: int | None = None) -> Iterator[Any]:
+    """Entry rows with ``after < seq <= upto`` in order, fetched in bounded batches."""
+    last = after
+    while True:
+        q = sa.select(audit_entries).where(_E.seq > last).order_by(_E.seq).limit(_READ_BATCH)
+        if upto is not None:
+            q = q.where(_E.seq <= upto)
+        rows = conn.execute(q).all()
+        yield from rows
+        if len(rows) < _READ_BATCH:
+            return
+        last = int(rows[-1].seq)
+
+
+def entries(conn: Connection, after: int = 0, limit: int = 100) -> list[AuditEntry]:
+    """Up to ``limit`` entries after seq ``after``, decoded as stored (for listing, not proof)."""
+    q = sa.select(audit_entries).where(_E.seq > after).order_by(_E.seq).limit(max(0, min(limit, 10_000)))
+    out = []
+    for row in conn.execute(q):
+        try:
+            details = json.loads(row.details)
+            roles = json.loads(row.roles)
+            event = AuditEvent(
+                actor=row.actor,
+                roles=tuple(roles),
+                action=row.action,
+                object=row.object,
+                outcome=Outcome(row.outcome),
+                state_digest=row.state_digest,
+                details=details,
+            )
+        except (ValueError, TypeError, AuditValueError) as e:
+            raise AuditIntegrityError(
+                f"audit entry {row.seq} cannot be decoded ({e}): run audit verify"
+            ) from None
+        out.append(AuditEntry(int(row.seq), row.ts, event, row.prev_hash, row.entry_hash))
+    return out
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCheckpoint:
+    signed: SignedCheckpoint
+    frontier: merkle.Frontier
+
+
+def _row_checkpoint(row: Any) -> StoredCheckpoint:
+    import base64
+
+    try:
+        signed = SignedCheckpoint(
+            Checkpoint(
+                size=int(row.size),
+                head=str(row.head_hash),
+                root=str(row.merkle_root),
+                ts=str(row.ts),
+                key_id=str(row.key_id),
+            ),
+            base64.b64decode(str(row.signature), validate=True),
+        )
+        stack = [bytes.fromhex(h) for h in json.loads(row.frontier)]
+        frontier = merkle.Frontier(int(row.size), stack)
+    except (ValueError, TypeError, AuditValueError) as e:
+        raise AuditIntegrityError(f"stored checkpoint at size {row.size} is malformed ({e})") from None
+    return StoredCheckpoint(signed, frontier)
+
+
+def checkpoints(conn: Connection) -> list[SignedCheckpoint]:
+    """Every stored checkpoint, smallest size first (unverified: verify with the trusted keys)."""
+    rows = conn.execute(sa.select(audit_checkpoints).order_by(_C.size)).all()
+    return [_row_checkpoint(r).signed for r in rows]
+
+
+def latest_checkpoint(conn: Connection) -> SignedCheckpoint | None:
+    row = conn.execute(_LAST_CP).first()
+    return None if row is None else _row_checkpoint(row).signed
+
+
+def checkpoint(conn: Connection, signer: Signer, now: datetime) -> SignedCheckpoint | None:
+    """Sign the current head and Merkle root, if there are entries since the last checkpoint.
+
+    Every entry since the previous checkpoint is rebuilt from its columns, hashed, linked and
+    strictly parsed first; the previous checkpoint's signature (when it is ours) and its stored
+    frontier are checked against each other. Any mismatch raises :class:`AuditIntegrityError`.
+    """
+    _lock(conn)
+    h = _read_head(conn)
+    if h is None:
+        return None
+    row = conn.execute(_LAST_CP).first()
+    if row is None:
+        frontier, prev_hash = merkle.Frontier(), GENESIS
+    else:
+        stored = _row_checkpoint(row)
+        cp = stored.signed.checkpoint
+        if cp.size == h.seq:
+            return None
+        if cp.size > h.seq:
+            raise AuditIntegrityError(
+                f"checkpoint at size {cp.size} is ahead of the last entry {h.seq}: entries were removed"
+            )
+        if cp.key_id == signer.key_id and stored.signed.verify({signer.key_id: signer.verifier}) is not None:
+            raise AuditIntegrityError(f"stored checkpoint at size {cp.size} does not carry a valid signature")
+        if stored.frontier.root().hex() != cp.root:
+            raise AuditIntegrityError(f"stored frontier at size {cp.size} does not match the signed root")
+        frontier, prev_hash = stored.frontier, cp.head
+        at = conn.execute(sa.select(_E.entry_hash).where(_E.seq == cp.size)).scalar()
+        if at != cp.head:
+            raise AuditIntegrityError(f"entry {cp.size} is not the one checkpoint {cp.size} signed")
+    expected = frontier.size + 1
+    for r in iter_rows(conn, after=frontier.size, upto=h.seq):
+        seq = int(r.seq)
+        if seq != expected:
+            raise AuditIntegrityError(f"audit entries {expected}..{seq - 1} are missing")
+        leaf = row_leaf(r)
+        digest = leaf_hash(leaf)
+        if digest.hex() != r.entry_hash or r.prev_hash != prev_hash:
+            raise AuditIntegrityError(f"audit entry {seq} does not match its hash or its predecessor")
+        try:
+            parse_leaf(leaf)
+        except AuditError as e:
+            raise AuditIntegrityError(f"audit entry {seq} is malformed: {e}") from None
+        frontier.append(digest)
+        prev_hash = r.entry_hash
+        expected += 1
+    if frontier.size != h.seq:
+        raise AuditIntegrityError(f"audit entries up to {h.seq} could not all be read")
+    signed = sign_checkpoint(
+        signer, size=h.seq, head=h.entry_hash, root=frontier.root().hex(), ts=format_ts(now)
+    )
+    conn.execute(
+        audit_checkpoints.insert(),
+        {
+            "size": h.seq,
+            "head_hash": h.entry_hash,
+            "merkle_root": signed.checkpoint.root,
+            "ts": signed.checkpoint.ts,
+            "key_id": signer.key_id,
+            "signature": signed.signature_text(),
+            "frontier": json.dumps([x.hex() for x in frontier.stack]),
+        },
+    )
+    return signed
+
+
+def maybe_checkpoint(
+    conn: Connection, signer: Signer, every_n: int, now: datetime
+) -> SignedCheckpoint | None:
+    """:func:`checkpoint` when at least ``every_n`` entries are not yet covered by one."""
+    if every_n < 1:
+        raise ValueError("every_n must be at least 1")
+    h = _cached_head(conn) or _read_head(conn)
+    if h is None:
+        return None
+    last = conn.execute(sa.select(sa.func.max(_C.size))).scalar() or 0
+    if h.seq - int(last) < every_n:
+        return None
+    return checkpoint(conn, signer, now)
+
+
+# -- proofs -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InclusionProof:
+    """Entry ``seq`` is leaf ``seq - 1`` of the tree of ``size`` leaves."""
+
+    seq: int
+    size: int
+    leaf_hash: str
+    path: tuple[str, ...]
+
+    def verify(self, leaf: bytes, cp: Checkpoint) -> bool:
+        """Does ``leaf`` (the entry's canonical bytes) belong to the log that ``cp`` signed?
+
+        Check ``cp``'s signature separately; this checks only the path.
+        """
+        digest = leaf_hash(leaf)
+        if digest.hex() != self.leaf_hash or cp.size != self.size:
+            return False
+        try:
+            path = [bytes.fromhex(p) for p in self.path]
+        except ValueError:
+            return False
+        return merkle.verify_inclusion(digest, self.seq - 1, self.size, path, bytes.fromhex(cp.root))
+
+    def to_json(self) -> dict[str, object]:
+        return {"seq": self.seq, "size": self.size, "leaf_hash": self.leaf_hash, "path": list(self.path)}
+
+
+def prove_inclusion(conn: Connection, seq: int, size: int) -> InclusionProof:
+    """Inclusion proof of entry ``seq`` in the first ``size`` entries (usually a checkpoint's size)."""
+    if not 1 <= seq <= size:
+        raise AuditValueError(f"entry {seq} is not within the first {size} entries")
+    hashes = [
+        bytes.fromhex(h)
+        for h in conn.execute(sa.select(_E.entry_hash).where(_E.seq <= size).order_by(_E.seq)).scalars()
+    ]
+    if len(hashes) != size:
+        raise AuditIntegrityError(f"the log has {len(hashes)} of the first {size} entries")
+    path = merkle.inclusion_proof(hashes, seq - 1, size)
+    return InclusionProof(seq, size, hashes[seq - 1].hex(), tuple(p.hex() for p in path))
+
+
+# -- transactions -------------------------------------------------------------------------------
+
+_CONFIGURED: Final = "dutyguard.audit.sqlite_configured"
+
+
+def _configure_sqlite(raw: sqlite3.Connection) -> None:
+    raw.execute("PRAGMA journal_mode=WAL")
+    # FULL: the WAL is synced at every commit, so an acknowledged entry survives power loss too.
+    raw.execute("PRAGMA synchronous=FULL")
+    raw.execute("PRAGMA busy_timeout=30000")
+
+
+@contextlib.contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """A write transaction of the right kind for appending; commits on success, else rolls back.
+
+    PostgreSQL: a plain READ COMMITTED transaction (:func:`append` takes the chain lock).
+    SQLite: ``BEGIN IMMEDIATE`` on a connection in WAL mode with ``synchronous=FULL``, so the
+    write lock is held from the start and a concurrent writer waits instead of failing midway.
+    For engines created with ``sqlalchemy.create_engine`` as is; an engine that installs its own
+    ``begin`` listener (``dutyguard.server.db`` does) opens its own write transactions.
+    """
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            yield conn
+        return
+    with engine.connect() as conn:
+        raw: object = conn.connection.driver_connection
+        if not isinstance(raw, sqlite3.Connection):
+            raise AuditError("SQLite engine without a sqlite3 connection")
+        if not conn.connection.info.get(_CONFIGURED):
+            _configure_sqlite(raw)
+            conn.connection.info[_CONFIGURED] = True
+        if raw.in_transaction:
+            raise AuditError("connection already in a transaction")
+        raw.execute("BEGIN IMMEDIATE")
+        # SQLAlchemy's transaction ends it: COMMIT on success, ROLLBACK on any exception.
+        with conn.begin():
+            yield conn

@@ -299,6 +299,7 @@ class Spec:
     entropy: float = 0.0
     gitleaks: tuple[str, ...] = ()
     trivy: tuple[str, ...] = ()
+    checkov: tuple[str, ...] = ()
     validate: Validator | None = None
     path: str | None = None
     generic: bool = False
@@ -321,6 +322,7 @@ SPECS: tuple[Spec, ...] = (
         ("akia", "asia", "abia", "acca", "a3t"),
         "An AWS access key ID; its secret access key is usually next to it.",
         entropy=3.0, gitleaks=("aws-access-token",), trivy=("aws-access-key-id",),
+        checkov=("CKV_SECRET_2",),
     ),
     Spec(
         "aws-secret-access-key", "AWS secret access key", C,
@@ -329,6 +331,7 @@ SPECS: tuple[Spec, ...] = (
         ("secret",),
         "An AWS secret access key assigned to an aws_secret_access_key-like name.",
         groups=(2,), entropy=3.5, trivy=("aws-secret-access-key",),
+        checkov=("CKV_SECRET_2",),
     ),
     Spec(
         "gcp-service-account-key", "GCP service account key", C,
@@ -352,6 +355,7 @@ SPECS: tuple[Spec, ...] = (
         ("accountkey", "account_key", "account-key", "account.key", "storage_key", "storage-key", "storagekey"),
         "An Azure storage account key (full access to the account's blobs, queues and tables).",
         entropy=4.0,
+        checkov=("CKV_SECRET_3",),
     ),
     Spec(
         "azure-ad-client-secret", "Azure AD (Entra ID) client secret", C,
@@ -393,6 +397,7 @@ SPECS: tuple[Spec, ...] = (
         "A PEM, OpenSSH or PGP private key block.",
         validate=_pem_body_ok, gitleaks=("private-key",), trivy=("private-key",), controls=KEY_CONTROLS,
         superseded_by=("gcp-service-account-key",),
+        checkov=("CKV_SECRET_13",),
     ),
     Spec(
         "age-secret-key", "age secret key", C,
@@ -482,6 +487,7 @@ SPECS: tuple[Spec, ...] = (
         "npm-access-token", "npm access token", H,
         r"\b(npm_[A-Za-z0-9]{36})\b", ("npm_",), "An npm access token (it may publish packages).",
         entropy=2.0, gitleaks=("npm-access-token",), trivy=("npm-access-token",),
+        checkov=("CKV_SECRET_12",),
     ),
     Spec(
         "npmrc-auth", "Registry credential in .npmrc", H,
@@ -505,6 +511,7 @@ SPECS: tuple[Spec, ...] = (
         r"\b(AKCp[A-Za-z0-9]{69}|cmVmd[A-Za-z0-9]{59})\b", ("akcp", "cmvmd"),
         "A JFrog Artifactory API key or reference token.",
         entropy=4.5, gitleaks=("artifactory-api-key", "artifactory-reference-token"),
+        checkov=("CKV_SECRET_1",),
     ),
     Spec(
         "docker-config-auth", "Docker registry credential (config.json auth)", H,
@@ -525,28 +532,33 @@ SPECS: tuple[Spec, ...] = (
         r"(xoxb-[0-9]{10,13}-[0-9]{10,13}[a-zA-Z0-9-]*|xoxb-[0-9]{8,14}-[a-zA-Z0-9]{18,26})", ("xoxb-",),
         "A Slack bot token.", entropy=3.0, gitleaks=("slack-bot-token", "slack-legacy-bot-token"),
         trivy=("slack-access-token",),
+        checkov=("CKV_SECRET_14",),
     ),
     Spec(
         "slack-user-token", "Slack user token", H,
         r"(xox[pe](?:-[0-9]{10,13}){3}-[a-zA-Z0-9-]{28,34})", ("xoxp-", "xoxe-"),
         "A Slack user token.", entropy=2.0, gitleaks=("slack-user-token",), trivy=("slack-access-token",),
+        checkov=("CKV_SECRET_14",),
     ),
     Spec(
         "slack-app-token", "Slack app-level token", H,
         r"(?i)(xapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+)", ("xapp-",),
         "A Slack app-level token.", entropy=2.0, gitleaks=("slack-app-token",),
+        checkov=("CKV_SECRET_14",),
     ),
     Spec(
         "slack-config-token", "Slack configuration token", H,
         r"(?i)(xoxe\.xox[bp]-\d-[A-Z0-9]{163,166}|xoxe-\d-[A-Z0-9]{146})", ("xoxe.xoxb-", "xoxe.xoxp-", "xoxe-"),
         "A Slack app configuration access or refresh token.",
         entropy=2.0, gitleaks=("slack-config-access-token", "slack-config-refresh-token"),
+        checkov=("CKV_SECRET_14",),
     ),
     Spec(
         "slack-legacy-token", "Slack legacy token", H,
         r"(xox[os]-\d+-\d+-\d+-[a-fA-F\d]+|xox[ar]-(?:\d-)?[0-9a-zA-Z]{8,48})", ("xoxo-", "xoxs-", "xoxa-", "xoxr-"),
         "A Slack legacy or workspace token.",
         entropy=2.5, gitleaks=("slack-legacy-token", "slack-legacy-workspace-token"), trivy=("slack-access-token",),
+        checkov=("CKV_SECRET_14",),
     ),
     Spec(
         "slack-webhook-url", "Slack incoming webhook URL", H,
@@ -573,12 +585,14 @@ SPECS: tuple[Spec, ...] = (
         ("sk_test", "sk_live", "sk_prod", "rk_test", "rk_live", "rk_prod"),
         "A Stripe secret or restricted API key (live keys move money).",
         entropy=2.0, gitleaks=("stripe-access-token",), trivy=("stripe-secret-token",),
+        checkov=("CKV_SECRET_17",),
     ),
     Spec(
         "square-token", "Square access token or OAuth secret", H,
         r"\b((?:EAAA|sq0atp-)[0-9A-Za-z_-]{22,60}|sq0csp-[0-9A-Za-z_-]{43})", ("eaaa", "sq0atp-", "sq0csp-"),
         "A Square access token or OAuth application secret.",
         entropy=3.0, gitleaks=("square-access-token",),
+        checkov=("CKV_SECRET_16",),
     ),
     Spec(
         "braintree-token", "Braintree / PayPal access token", H,
@@ -589,6 +603,7 @@ SPECS: tuple[Spec, ...] = (
         "twilio-api-key", "Twilio API key", H,
         r"\b(SK[0-9a-fA-F]{32})\b", ("sk",), "A Twilio API key SID with its secret nearby.",
         entropy=3.0, gitleaks=("twilio-api-key",), trivy=("twilio-api-key",),
+        checkov=("CKV_SECRET_18",),
     ),
     Spec(
         "sendgrid-api-key", "SendGrid API key", H,
@@ -599,6 +614,7 @@ SPECS: tuple[Spec, ...] = (
         "mailchimp-api-key", "Mailchimp API key", H,
         r"\b([0-9a-f]{32}-us[0-9]{1,2})\b", ("-us",), "A Mailchimp API key.",
         entropy=3.0, gitleaks=("mailchimp-api-key",), trivy=("mailchimp-api-key",),
+        checkov=("CKV_SECRET_11",),
     ),
     # --- other SaaS ---------------------------------------------------------------------------
     Spec(
@@ -676,12 +692,14 @@ SPECS: tuple[Spec, ...] = (
         r"\b(ey[a-zA-Z0-9]{17,}\.ey[a-zA-Z0-9/\\_-]{17,}\.(?:[a-zA-Z0-9/\\_-]{10,}={0,2})?)" + _END,
         (".eyj",), "A JSON Web Token (its header decodes to JSON with an algorithm).",
         entropy=3.0, validate=_jwt_ok, gitleaks=("jwt",), trivy=("jwt-token",),
+        checkov=("CKV_SECRET_9",),
     ),
     Spec(
         "basic-auth-url", "Credentials in a URL", H,
         r"(?i)\b[a-z][a-z0-9+.-]{1,20}://([^\s:@/'\"\x60<>{}$]{1,100}):([^\s:@/'\"\x60<>{}$]{3,100})@([a-z0-9][a-z0-9.-]{0,252})",
         ("://",), "A user:password pair embedded in a URL (database DSNs, git remotes, registry URLs).",
         groups=(2,), validate=_basic_auth_ok, gitleaks=("sidekiq-sensitive-url",),
+        checkov=("CKV_SECRET_4",),
     ),
     # --- generic -------------------------------------------------------------------------------
     Spec(
@@ -691,6 +709,7 @@ SPECS: tuple[Spec, ...] = (
         ("pass", "pwd"),
         "A literal password assigned to a password-like name.",
         groups=(2, 3, 4, 5), entropy=2.0, validate=_password_ok, generic=True, key_group=1,
+        checkov=("CKV_SECRET_6", "CKV_SECRET_10", "CKV_SECRET_19"),
     ),
     Spec(
         "generic-secret", "Hard-coded secret, token or API key", M,
@@ -701,6 +720,7 @@ SPECS: tuple[Spec, ...] = (
         "A random-looking value (letters and digits, high entropy) assigned to a secret-like name.",
         groups=(2,), entropy=3.5, validate=_generic_value_ok, generic=True, key_group=1,
         gitleaks=("generic-api-key",),
+        checkov=("CKV_SECRET_6", "CKV_SECRET_10", "CKV_SECRET_19"),
     ),
     Spec(
         "dotenv-secret", "High-entropy value in a .env file", M,
@@ -709,6 +729,7 @@ SPECS: tuple[Spec, ...] = (
         groups=(2,), entropy=3.5, validate=_generic_value_ok, generic=True, key_group=1,
         path=r"(?i)(?:^|/)(?:[^/]*\.env|\.env\.[\w.-]+)$",
         allow_paths=(r"(?i)\.env\.(?:example|sample|template|dist|defaults?)$|(?:example|sample|template)\.env$",),
+        checkov=("CKV_SECRET_6", "CKV_SECRET_10", "CKV_SECRET_19"),
     ),
 )
 # fmt: on
@@ -773,7 +794,8 @@ def builtin_rules() -> list[SecretRule]:
             key_allowed=key_allowed,
             max_line=MINIFIED_LINE if spec.generic else 0,
         )
-        equivalents = {k: v for k, v in (("gitleaks", spec.gitleaks), ("trivy", spec.trivy)) if v}
+        peers = (("gitleaks", spec.gitleaks), ("trivy", spec.trivy), ("checkov", spec.checkov))
+        equivalents = {k: v for k, v in peers if v}
         meta = RuleMeta(
             id=f"secrets.{spec.name}",
             title=spec.title,

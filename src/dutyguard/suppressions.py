@@ -37,10 +37,12 @@ secret), and a file yields at most :data:`MAX_REQUESTS` requests plus one saying
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from dutyguard.core.model import SuppressionRequest
 from dutyguard.core.rule import RuleRegistry
@@ -53,14 +55,13 @@ MAX_LINE_CHARS = 4_096
 MAX_TEXT = 200
 MAX_REASON = 500
 
-_MARKER = re.compile(
-    r"dutyguard:ignore|(?:checkov|bridgecrew|cortex):skip|(?:checkov|bridgecrew)\.io/skip|(?:trivy|tfsec):ignore"
+_MARKER = (
+    r"(?i)dutyguard:ignore|(?:checkov|bridgecrew|cortex):skip|(?:checkov|bridgecrew)\.io/skip|(?:trivy|tfsec):ignore"
     r"|kubescape\.io/ignore|hadolint|kics-scan|gitleaks:allow|pragma:\s?allowlist|trufflehog:ignore|ggignore"
     r"|nosec|noqa|kube-linter\.io|kube-score/ignore|polaris\.fairwinds\.com/|admission\.gatekeeper\.sh/ignore"
-    r"|policyexception",
-    re.IGNORECASE,
+    r"|policyexception"
 )
-"""Any of these makes a line worth parsing."""
+"""Any of these makes a line worth parsing. Searched with RE2 over the raw bytes: one linear pass."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,20 +263,29 @@ def _request(f: InputFile, line: int, found: _Found, registry: RuleRegistry) -> 
 
 
 # --- files ------------------------------------------------------------------------------------------
-def _inline(f: InputFile, text: str, registry: RuleRegistry) -> Iterator[SuppressionRequest]:
+@functools.cache
+def _marker() -> Any:
+    import re2
+
+    return re2.compile(_MARKER)
+
+
+def _inline(f: InputFile, registry: RuleRegistry) -> Iterator[SuppressionRequest]:
+    data = f.data
     done_line = -1
     line_no, pos = 1, 0
-    for m in _MARKER.finditer(text):
-        line_no += text.count("\n", pos, m.start())
-        pos = m.start()
+    for m in _marker().finditer(data):
+        at = m.start()
+        line_no += data.count(b"\n", pos, at)
+        pos = at
         if line_no == done_line:
             continue
         done_line = line_no
-        start = text.rfind("\n", 0, m.start()) + 1
-        end = text.find("\n", m.start())
-        end = len(text) if end < 0 else end
-        lo = max(start, m.start() - MAX_LINE_CHARS // 2)
-        line = text[lo : min(end, lo + MAX_LINE_CHARS)]
+        start = data.rfind(b"\n", 0, at) + 1
+        end = data.find(b"\n", at)
+        end = len(data) if end < 0 else end
+        lo = max(start, at - MAX_LINE_CHARS // 2)
+        line = data[lo : min(end, lo + MAX_LINE_CHARS)].decode("utf-8", "replace")
         for parse in _PARSERS:
             for found in parse(line):
                 yield _request(f, line_no, found, registry)
@@ -333,14 +343,13 @@ def detect_suppressions(f: InputFile, registry: RuleRegistry) -> list[Suppressio
     """Every suppression written in ``f``, as requests. Never affects a finding."""
     if f.origin == "kustomize":
         return []  # rendered output: its member files are read (and reported) themselves
-    text = f.data.decode("utf-8", "replace")
     base = os.path.basename(f.name)
     if base == ".trivyignore":
-        found = _trivyignore(f, text, registry)
+        found = _trivyignore(f, f.data.decode("utf-8", "replace"), registry)
     elif base in (".trivyignore.yaml", ".trivyignore.yml"):
-        found = _trivyignore_yaml(f, text, registry)
+        found = _trivyignore_yaml(f, f.data.decode("utf-8", "replace"), registry)
     else:
-        found = _inline(f, text, registry)
+        found = _inline(f, registry)
     out: list[SuppressionRequest] = []
     for req in found:
         if len(out) == MAX_REQUESTS:

@@ -250,9 +250,13 @@ class Hit:
 
 
 class SecretRuleSet:
-    """What every rule of one set shares: the global allowlists and the keyword index."""
+    """What every rule of one set shares: the global allowlists and the keyword index.
 
-    __slots__ = ("allowlists", "index", "max_candidates")
+    Its rules join it when they are built (before any scan); per file it works out once which
+    of them can match at all, so the others cost a set lookup.
+    """
+
+    __slots__ = ("_members", "allowlists", "index", "max_candidates")
 
     def __init__(
         self, allowlists: tuple[Allowlist, ...], keywords: Iterable[str], max_candidates: int = MAX_CANDIDATES
@@ -260,9 +264,22 @@ class SecretRuleSet:
         self.allowlists = allowlists
         self.index = KeywordIndex(keywords)
         self.max_candidates = max_candidates
+        self._members: list[tuple[SecretRule, frozenset[int], bool]] = []
 
-    def skips_file(self, res: TextFile) -> bool:
-        return res.memo((self, "skip"), lambda: any(a.skips_file(res.path) for a in self.allowlists))
+    def join(self, rule: SecretRule, keyword_ids: frozenset[int]) -> None:
+        self._members.append((rule, keyword_ids, rule.pattern.regex is None))
+
+    def candidates(self, res: TextFile) -> frozenset[SecretRule]:
+        """Rules that may find something in ``res``: not allowlisted away, keywords present."""
+        return res.memo(self, lambda: self._candidates(res))
+
+    def _candidates(self, res: TextFile) -> frozenset[SecretRule]:
+        if any(a.skips_file(res.path) for a in self.allowlists):
+            return frozenset()
+        if res.binary:
+            return frozenset(r for r, _, file_only in self._members if file_only)
+        present = self.index.present(res)
+        return frozenset(r for r, ids, _ in self._members if not ids or ids & present)
 
 
 class SecretRule(Rule[TextFile]):
@@ -281,12 +298,19 @@ class SecretRule(Rule[TextFile]):
         self.pattern = pattern
         self.ruleset = ruleset
         self.superseded_by = superseded_by
-        self._keyword_ids = ruleset.index.ids(pattern.keywords)
+        ruleset.join(self, ruleset.index.ids(pattern.keywords))
 
     def check(self, resource: TextFile, policy: Policy) -> Iterator[Violation]:
+        if self not in self.ruleset.candidates(resource):
+            return
+        seen: set[tuple[str, int]] = set()
         for hit in self.hits(resource):
             if self._superseded(resource, hit):
                 continue
+            once = (hit.secret, resource.line_of(hit.secret_start) if hit.secret else hit.start)
+            if once in seen:
+                continue  # the same secret repeated on one line is one problem
+            seen.add(once)
             if hit.file_only:
                 yield Violation(f"{self.meta.title}: the file itself ({resource.file})", key="file")
                 continue
@@ -299,6 +323,8 @@ class SecretRule(Rule[TextFile]):
 
     def hits(self, res: TextFile) -> tuple[Hit, ...]:
         """Everything this rule finds in ``res`` before supersession (computed once per file)."""
+        if self not in self.ruleset.candidates(res):
+            return ()
         return res.memo(self, lambda: tuple(self._scan(res)))
 
     def _superseded(self, res: TextFile, hit: Hit) -> bool:
@@ -314,7 +340,7 @@ class SecretRule(Rule[TextFile]):
     def _scan(self, res: TextFile) -> Iterator[Hit]:
         p = self.pattern
         path = res.path
-        if self.ruleset.skips_file(res) or any(a.skips_file(path) for a in p.allowlists):
+        if any(a.skips_file(path) for a in p.allowlists):
             return
         if p.path is not None:
             if not path or p.path.search(path) is None:
@@ -323,8 +349,6 @@ class SecretRule(Rule[TextFile]):
                 yield Hit(0, 0, 0, "", file_only=True)
                 return
         if p.regex is None or res.binary:
-            return
-        if self._keyword_ids and not (self._keyword_ids & self.ruleset.index.present(res)):
             return
         data = res.data
         limit = self.ruleset.max_candidates

@@ -150,6 +150,8 @@ def _name_like(value: str) -> bool:
     segments = value.split("-")
     if len(segments) < 3:
         return False
+    if all(s.isalpha() or s.isdigit() for s in segments):
+        return True  # CVE-2019-5436, release-2024-06
     words = [s for s in segments if _ALPHA_WORD.match(s)]
     return len(words) >= 2 or (value == value.lower() and any(len(w) >= 3 for w in words))
 
@@ -170,7 +172,7 @@ _PASSWORD_PLACEHOLDERS = frozenset(
 
 def _password_ok(secret: str, match: str) -> bool:
     """A literal password: a letter plus a digit or symbol, not a reference, tag or template."""
-    if len(secret) < 6 or secret[0] in "$%{<@!&*#":
+    if len(secret) < 6 or secret[0] in "$%{<@!&*#\\":
         return False
     low = secret.lower()
     if low in _PASSWORD_PLACEHOLDERS or low.rstrip("0123456789") in ("password", "passwd", "secret", "pass"):

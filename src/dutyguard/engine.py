@@ -64,6 +64,7 @@ class Scanner:
             fail_on=self.policy.fail_on,
             pss_level=self.policy.pss_level.value,
             policy_source=self.policy.source,
+            block_overrides=self.policy.block_overrides,
         )
 
     def read(self, f: InputFile) -> tuple[list[Resource], list[ScanError]]:

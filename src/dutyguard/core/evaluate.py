@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from dutyguard.core.model import Finding, ScanError, fingerprint
-from dutyguard.core.policy import Policy
+from dutyguard.core.policy import Policy, PSSLevel
 from dutyguard.core.resource import Resource
 from dutyguard.core.rule import AnyRule, RuleRegistry
 from dutyguard.errors import RuleError
@@ -23,20 +23,27 @@ class Evaluation:
 
 
 def _rules_for(
-    registry: RuleRegistry, policy: Policy, cache: dict[type, tuple[AnyRule, ...]], t: type
+    registry: RuleRegistry, policy: Policy, cache: dict[tuple[type, PSSLevel], tuple[AnyRule, ...]], t: type
 ) -> tuple[AnyRule, ...]:
-    rules = cache.get(t)
+    key = (t, policy.pss_level)
+    rules = cache.get(key)
     if rules is None:
         rules = tuple(r for r in registry.for_target(t) if policy.applies(r.meta))
-        cache[t] = rules
+        cache[key] = rules
     return rules
 
 
 def evaluate(registry: RuleRegistry, policy: Policy, resources: Iterable[Resource]) -> Evaluation:
     findings: list[Finding] = []
     errors: list[ScanError] = []
-    cache: dict[type, tuple[AnyRule, ...]] = {}
+    cache: dict[tuple[type, PSSLevel], tuple[AnyRule, ...]] = {}
+    # A policy bundle may give some namespaces another Pod Security level.
+    by_namespace: dict[str | None, Policy] | None = {} if policy.namespace_pss_levels else None
+    base = policy
     for res in resources:
+        if by_namespace is not None:
+            ns = res.namespace
+            policy = by_namespace.get(ns) or by_namespace.setdefault(ns, base.for_namespace(ns))
         identity = res.identity()
         for rule in _rules_for(registry, policy, cache, type(res)):
             meta = rule.meta

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 
 class Severity(enum.Enum):
@@ -76,6 +77,19 @@ class Location:
 
 
 @dataclass(frozen=True, slots=True)
+class Waiver:
+    """An approved exception applied to a finding (``dutyguard.exceptions``).
+
+    Only the gate sets it, from a verified, signed exception snapshot: a waived finding is still
+    reported, but no longer blocks.
+    """
+
+    exception_id: str
+    expires: datetime
+    """When the exception stops applying (timezone-aware, UTC)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Finding:
     rule_id: str
     title: str
@@ -86,6 +100,7 @@ class Finding:
     location: Location
     fingerprint: str
     tags: tuple[str, ...] = ()
+    waiver: Waiver | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,10 +144,25 @@ class ScanReport:
     fail_on: Severity = Severity.HIGH
     pss_level: str = "restricted"
     policy_source: str = "built-in default policy (unsigned)"
+    block_overrides: Mapping[str, bool] = field(default_factory=dict)
+    """Per-rule actions of the policy (rule id -> blocks or not), winning over ``fail_on``."""
+
+    def would_block(self, f: Finding) -> bool:
+        """Whether the policy's action for this finding is to block, waiver or not."""
+        forced = self.block_overrides.get(f.rule_id)
+        return forced if forced is not None else f.severity.at_least(self.fail_on)
+
+    def is_blocking(self, f: Finding) -> bool:
+        """Whether this finding fails the gate: the policy blocks it and no exception waives it."""
+        return f.waiver is None and self.would_block(f)
 
     @property
     def blocking(self) -> tuple[Finding, ...]:
-        return tuple(f for f in self.findings if f.severity.at_least(self.fail_on))
+        return tuple(f for f in self.findings if self.is_blocking(f))
+
+    @property
+    def waived(self) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.waiver is not None)
 
     @property
     def exit_code(self) -> int:

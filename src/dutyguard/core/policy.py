@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from dutyguard.core.model import Severity
 from dutyguard.core.rule import RuleMeta
@@ -35,6 +35,17 @@ class Policy:
     """Rule ids that apply; ``None`` means every registered rule."""
     severity_overrides: Mapping[str, Severity] = field(default_factory=dict)
     source: str = DEFAULT_POLICY_SOURCE
+    block_overrides: Mapping[str, bool] = field(default_factory=dict)
+    """Per-rule actions from a policy bundle (rule id -> blocks or not), winning over ``fail_on``."""
+    namespace_pss_levels: Mapping[str, PSSLevel] = field(default_factory=dict)
+    """Pod Security level of namespaces named by the policy; others get ``pss_level``."""
+
+    def for_namespace(self, namespace: str | None) -> Policy:
+        """This policy with the Pod Security level of ``namespace`` (itself when that is the same)."""
+        if namespace is None:
+            return self
+        level = self.namespace_pss_levels.get(namespace, self.pss_level)
+        return self if level is self.pss_level else replace(self, pss_level=level)
 
     def applies(self, meta: RuleMeta) -> bool:
         if self.enabled_rules is not None and meta.id not in self.enabled_rules:

@@ -35,6 +35,11 @@ class Resource(ABC):
     def identity(self) -> tuple[str, ...]:
         """What names this resource independently of line numbers (for fingerprints)."""
 
+    @property
+    def namespace(self) -> str | None:
+        """The Kubernetes namespace this resource declares, if any (selects its Pod Security level)."""
+        return None
+
     def fingerprint_parts(self, violation: Violation) -> tuple[str, ...]:
         """What distinguishes one violation from another inside this resource.
 

@@ -213,7 +213,9 @@ class SensitiveHostPath(Rule[K8sObject]):
                     key=volume,
                 )
                 continue
-            tree = sensitive_tree(normalise_host_path(raw))
+            norm = normalise_host_path(raw)
+            tree = sensitive_tree(norm)
             if tree is not None:
-                where = "" if tree == normalise_host_path(raw) else f" (inside {tree})"
-                yield Violation(f"volume {volume!r} mounts host path {raw!r}{where}", path=path, key=volume)
+                shown = repr(raw) if norm == raw else f"{raw!r} (that is {norm})"
+                inside = "" if tree == norm else f", inside {tree}"
+                yield Violation(f"volume {volume!r} mounts host path {shown}{inside}", path=path, key=volume)

@@ -1,7 +1,8 @@
 """CPU and memory requests and limits: one workload must not be able to starve its neighbours.
 
 Checked on containers and init containers (the API refuses resources on ephemeral containers). A
-limit of zero, a negative one or a malformed quantity limits nothing and counts as missing.
+limit of zero, a negative one or a malformed quantity limits nothing and counts as missing. A
+missing request with a limit is not missing: the API server defaults the request to the limit.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from dutyguard.core.model import Severity
 from dutyguard.core.policy import Policy
 from dutyguard.core.rule import Rule, RuleMeta, Violation
-from dutyguard.rules.workload._view import PACK, RUNNING_CONTAINERS, container_field, quantity_is_set
+from dutyguard.rules.workload._view import PACK, RUNNING_CONTAINERS, State, container_field, quantity_is_set
 from dutyguard.sources.kubernetes import K8sObject
 
 _CONTROLS = ("nsa:resource-policies", "nist-800-190:4.4.3")
@@ -27,6 +28,13 @@ class _ResourceRule(Rule[K8sObject]):
         for c in resource.containers(RUNNING_CONTAINERS):
             f = container_field(c, "resources", self.kind, self.resource_name)
             if quantity_is_set(f.value):
+                continue
+            # The API server copies a limit into a missing request: the request is then set.
+            if (
+                self.kind == "requests"
+                and f.state is State.UNSET
+                and quantity_is_set(container_field(c, "resources", "limits", self.resource_name).value)
+            ):
                 continue
             why = (
                 "cannot be read"

@@ -199,6 +199,29 @@ def test_image_reference_invalid(image: str) -> None:
     assert scan(text, "k8s.image-tag-latest") == scan(text, "k8s.image-not-pinned-by-digest") == []
 
 
+def test_image_volumes_are_images_too() -> None:
+    text = pod(
+        f"- name: c\n  image: ghcr.io/acme/app:1@{SHA}\n",
+        "volumes:\n  - name: models\n    image:\n      reference: quay.io/ml/model:latest\n      pullPolicy: IfNotPresent\n",
+    )
+    policy = Policy(allowed_registries=("ghcr.io/acme",))
+    expected = {
+        "k8s.image-registry-not-allowed": ("spec.volumes[0].image.reference", line_of(text, "reference:")),
+        "k8s.image-tag-latest": ("spec.volumes[0].image.reference", line_of(text, "reference:")),
+        "k8s.image-not-pinned-by-digest": ("spec.volumes[0].image.reference", line_of(text, "reference:")),
+        "k8s.image-pull-policy-not-always": (
+            "spec.volumes[0].image.pullPolicy",
+            line_of(text, "pullPolicy:"),
+        ),
+    }
+    for rule_id, (field, line) in expected.items():
+        found = scan(text, rule_id, policy)
+        assert [(f.location.field, f.location.line, f.location.container) for f in found] == [
+            (field, line, None)
+        ]
+        assert "image volume 'models'" in found[0].message
+
+
 @pytest.mark.parametrize(
     ("image", "policy", "reported"),
     [

@@ -137,6 +137,12 @@ def parse_image(text: object) -> ImageRef:
     """Parse a container ``image`` field; raises :class:`ImageReferenceError` with the reason."""
     if not isinstance(text, str):
         raise ImageReferenceError(f"image is a {type(text).__name__}, not a string")
+    return _parse(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(text: str) -> ImageRef:
+    # Cached: every image rule reads the same references (failures are not cached, and are rare).
     if not text:
         raise ImageReferenceError("image is empty")
     if len(text) > MAX_REFERENCE_LENGTH:

@@ -1,13 +1,19 @@
-"""Which image a container runs: a valid reference, immutable, from an allowed registry, pulled with authorization."""
+"""Which images a pod pulls: valid references, immutable, from an allowed registry, pulled with authorization.
+
+Images are pulled for every container (init and ephemeral ones included) and, since Kubernetes 1.31,
+for image volumes (``volumes[].image.reference``, with their own ``pullPolicy``): both are checked.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
-from dutyguard.core.model import Severity
+from dutyguard.core import jsonview as jv
+from dutyguard.core.model import JSONPath, Severity
 from dutyguard.core.policy import Policy
 from dutyguard.core.rule import Rule, RuleMeta, Violation
-from dutyguard.rules.workload._view import PACK
+from dutyguard.rules.workload._view import PACK, PodView
 from dutyguard.rules.workload.imageref import (
     ImageRef,
     ImageReferenceError,
@@ -15,17 +21,59 @@ from dutyguard.rules.workload.imageref import (
     parse_allow_list,
     parse_image,
 )
-from dutyguard.sources.kubernetes import ContainerRef, K8sObject
+from dutyguard.sources.kubernetes import K8sObject
 
 _PULL_POLICIES = frozenset({"Always", "IfNotPresent", "Never"})
 
 
-def _images(resource: K8sObject) -> Iterator[tuple[ContainerRef, ImageRef | ImageReferenceError]]:
+@dataclass(frozen=True, slots=True)
+class _Pull:
+    """One image a pod pulls, with where it is written and where its pull policy is."""
+
+    what: str
+    """``container 'app'`` or ``image volume 'models'``."""
+    container: str | None
+    path: JSONPath
+    policy_path: JSONPath
+    policy: object
+    ref: ImageRef | ImageReferenceError
+
+
+def _parse(value: object) -> ImageRef | ImageReferenceError:
+    try:
+        return parse_image(value)
+    except ImageReferenceError as e:
+        return e
+
+
+def _images(resource: K8sObject) -> Iterator[_Pull]:
     for c in resource.containers():
-        try:
-            yield c, parse_image(c.spec.get("image"))
-        except ImageReferenceError as e:
-            yield c, e
+        yield _Pull(
+            f"container {c.name!r}",
+            c.name,
+            (*c.path, "image"),
+            (*c.path, "imagePullPolicy"),
+            c.spec.get("imagePullPolicy"),
+            _parse(c.spec.get("image")),
+        )
+    pod = PodView.of(resource)
+    if pod is None:
+        return
+    volumes = pod.field("volumes")
+    for i, volume in enumerate(jv.as_list(volumes.value) or ()):
+        source = jv.get(volume, ("image",))
+        if source is None:
+            continue
+        name = jv.as_str(jv.get(volume, ("name",))) or f"volumes[{i}]"
+        base = (*volumes.path, i, "image")
+        yield _Pull(
+            f"image volume {name!r}",
+            None,
+            (*base, "reference"),
+            (*base, "pullPolicy"),
+            jv.get(source, ("pullPolicy",)),
+            _parse(jv.get(source, ("reference",))),
+        )
 
 
 class ImageReferenceInvalid(Rule[K8sObject]):
@@ -44,9 +92,9 @@ class ImageReferenceInvalid(Rule[K8sObject]):
     target = K8sObject
 
     def check(self, resource: K8sObject, policy: Policy) -> Iterator[Violation]:
-        for c, ref in _images(resource):
-            if isinstance(ref, ImageReferenceError):
-                yield Violation(f"container {c.name!r}: {ref}", path=(*c.path, "image"), container=c.name)
+        for p in _images(resource):
+            if isinstance(p.ref, ImageReferenceError):
+                yield Violation(f"{p.what}: {p.ref}", path=p.path, container=p.container)
 
 
 class ImageTagLatest(Rule[K8sObject]):
@@ -70,13 +118,13 @@ class ImageTagLatest(Rule[K8sObject]):
     target = K8sObject
 
     def check(self, resource: K8sObject, policy: Policy) -> Iterator[Violation]:
-        for c, ref in _images(resource):
-            if isinstance(ref, ImageRef) and ref.effective_tag == "latest":
-                how = "the tag 'latest'" if ref.tag else "no tag (so 'latest')"
+        for p in _images(resource):
+            if isinstance(p.ref, ImageRef) and p.ref.effective_tag == "latest":
+                how = "the tag 'latest'" if p.ref.tag else "no tag (so 'latest')"
                 yield Violation(
-                    f"container {c.name!r} runs {ref.name} with {how} and no digest",
-                    path=(*c.path, "image"),
-                    container=c.name,
+                    f"{p.what} pulls {p.ref.name} with {how} and no digest",
+                    path=p.path,
+                    container=p.container,
                 )
 
 
@@ -97,12 +145,10 @@ class ImageNotPinnedByDigest(Rule[K8sObject]):
     target = K8sObject
 
     def check(self, resource: K8sObject, policy: Policy) -> Iterator[Violation]:
-        for c, ref in _images(resource):
-            if isinstance(ref, ImageRef) and not ref.pinned:
+        for p in _images(resource):
+            if isinstance(p.ref, ImageRef) and not p.ref.pinned:
                 yield Violation(
-                    f"container {c.name!r} image {ref} is not pinned by digest",
-                    path=(*c.path, "image"),
-                    container=c.name,
+                    f"{p.what} image {p.ref} is not pinned by digest", path=p.path, container=p.container
                 )
 
 
@@ -118,7 +164,7 @@ class ImageRegistryNotAllowed(Rule[K8sObject]):
         remediation="Mirror the image into an allowed registry and reference it there.",
         controls=("nist-800-190:4.1.5", "cis-k8s:5.5.1", "nsa:secure-images"),
         pack=PACK,
-        equivalents={"trivy": ("KSV032", "KSV033", "KSV034", "KSV035", "KSV0125")},
+        equivalents={"trivy": ("KSV032", "KSV033", "KSV034", "KSV035", "KSV0125", "KSV-0125")},
     )
     target = K8sObject
 
@@ -126,21 +172,19 @@ class ImageRegistryNotAllowed(Rule[K8sObject]):
         if not policy.allowed_registries:
             return
         patterns = parse_allow_list(policy.allowed_registries)
-        for c, ref in _images(resource):
-            path = (*c.path, "image")
-            if isinstance(ref, ImageReferenceError):
+        for p in _images(resource):
+            if isinstance(p.ref, ImageReferenceError):
                 # Its registry cannot be known, so it cannot be allowed (fail closed).
                 yield Violation(
-                    f"container {c.name!r}: registry cannot be verified ({ref})", path=path, container=c.name
+                    f"{p.what}: registry cannot be verified ({p.ref})", path=p.path, container=p.container
                 )
-            elif allowed_by(ref, patterns) is None:
-                implied = "" if ref.explicit_registry else " (implied: no registry in the reference)"
+            elif allowed_by(p.ref, patterns) is None:
+                implied = "" if p.ref.explicit_registry else " (implied)"
                 yield Violation(
-                    f"container {c.name!r} image {ref.name} comes from {ref.registry}{implied}, "
-                    "which is not an allowed registry",
-                    path=path,
-                    container=c.name,
-                    key=ref.name,
+                    f"{p.what} image {p.ref.name} is from {p.ref.registry}{implied}, not an allowed registry",
+                    path=p.path,
+                    container=p.container,
+                    key=p.ref.name,
                 )
 
 
@@ -162,24 +206,22 @@ class ImagePullPolicyNotAlways(Rule[K8sObject]):
     target = K8sObject
 
     def check(self, resource: K8sObject, policy: Policy) -> Iterator[Violation]:
-        for c, ref in _images(resource):
+        for p in _images(resource):
+            ref = p.ref
             if not isinstance(ref, ImageRef):
                 continue
-            path = (*c.path, "imagePullPolicy")
-            value = c.spec.get("imagePullPolicy")
+            value = p.policy
             if value is None:
                 # The API server's default: Always for ':latest' (or no tag), IfNotPresent otherwise.
                 if ref.effective_tag != "latest" and not ref.pinned:
                     yield Violation(
-                        f"container {c.name!r} has no imagePullPolicy, so {ref} defaults to IfNotPresent",
-                        path=path,
-                        container=c.name,
+                        f"{p.what} has no pull policy, so {ref} defaults to IfNotPresent",
+                        path=p.policy_path,
+                        container=p.container,
                     )
             elif not isinstance(value, str) or value not in _PULL_POLICIES:
                 yield Violation(
-                    f"container {c.name!r} imagePullPolicy is not a known policy", path=path, container=c.name
+                    f"{p.what} pull policy is not a known policy", path=p.policy_path, container=p.container
                 )
             elif value != "Always":
-                yield Violation(
-                    f"container {c.name!r} imagePullPolicy is {value}", path=path, container=c.name
-                )
+                yield Violation(f"{p.what} pull policy is {value}", path=p.policy_path, container=p.container)

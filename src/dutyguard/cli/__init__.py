@@ -44,10 +44,12 @@ def _root(
 
 
 def _register() -> None:
-    from dutyguard.cli import rules_cmd, scan_cmd
+    from dutyguard.cli import gov_cmds, rules_cmd, scan_cmd, up_cmd
 
     scan_cmd.register(app)
     rules_cmd.register(app)
+    up_cmd.register(app)
+    gov_cmds.register(app)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

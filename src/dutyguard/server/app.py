@@ -1,0 +1,95 @@
+"""The app factory: wire settings, runtime, routers, limits and error handling into one FastAPI app.
+
+``create_app(settings)`` opens the runtime itself (data directory, keys, migrations); tests and
+``dutyguard up`` may pass a prepared ``runtime`` instead. The factory refuses to build an app in
+which any route lacks an access declaration (default deny, checked before serving anything).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from dutyguard import __version__
+from dutyguard.audit.errors import AuditError
+from dutyguard.errors import GovernanceError, InputError
+from dutyguard.server import problems
+from dutyguard.server.authz import check_declarations
+from dutyguard.server.middleware import BodyLimitMiddleware
+from dutyguard.server.routes import approvals, audit, bindings, breakglass, identities, meta, sod, tokens
+from dutyguard.server.runtime import Runtime, open_runtime
+from dutyguard.server.settings import Settings, settings_from_env
+
+logger = logging.getLogger("dutyguard.server")
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    if runtime is None:
+        runtime = open_runtime(settings or settings_from_env())
+    rt = runtime
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        rt.notifier.start()
+        try:
+            yield
+        finally:
+            rt.notifier.close()
+
+    app = FastAPI(
+        title="dutyguard control plane",
+        version=__version__,
+        description=(
+            "Who may do what, segregation of duties, maker-checker approvals, break-glass and the "
+            "tamper-evident audit trail. Errors are RFC 9457 problem+json."
+        ),
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.runtime = rt
+    problems.install(app)
+    _install_domain_handlers(app)
+    for module in (meta, identities, tokens, bindings, sod, approvals, breakglass, audit):
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=rt.settings.max_body_bytes)
+    check_declarations(app)
+    return app
+
+
+def _install_domain_handlers(app: FastAPI) -> None:
+    async def on_audit(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("audit trail refused a write on %s: %s", request.url.path, exc)
+        problem = problems.Problem(
+            503,
+            "audit-integrity",
+            "Audit trail refuses writes",
+            f"the audit trail failed its integrity check; changes are stopped until it is investigated ({exc})",
+        )
+        return problems.render(problem, request.url.path)
+
+    async def on_governance(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, GovernanceError)
+        from dutyguard.server.routes._common import problem_for
+
+        return problems.render(problem_for(exc), request.url.path)
+
+    async def on_input(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, InputError)
+        return problems.render(problems.bad_request(exc.diagnostics()), request.url.path)
+
+    app.add_exception_handler(AuditError, on_audit)
+    app.add_exception_handler(GovernanceError, on_governance)
+    app.add_exception_handler(InputError, on_input)
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory dutyguard.server.app:app_from_env`` (settings from ``DUTYGUARD_*``)."""
+    return create_app(settings_from_env())

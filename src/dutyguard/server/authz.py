@@ -1,0 +1,249 @@
+"""The one place that decides every API request.
+
+Each route declares what it needs with a :class:`Requirement` dependency::
+
+    @router.post("/teams", ...)
+    def create_team(body: TeamCreate, caller: Annotated[Caller, Depends(requires(Duty.TEAM_MANAGE))]): ...
+
+Kinds of declaration:
+
+- ``requires(duty, scope=...)``: authenticate, then ``governance.authz.authorize`` the duty on the
+  target scope (organisation by default, or taken from a path parameter);
+- ``requires(duty, any_scope=True)``: the caller must hold the duty somewhere; the handler then
+  decides the exact scope from the validated body, through :func:`enforce` (role bindings);
+- ``requires_dynamic(resolver)``: the duty and scope depend on a stored object (an approval
+  request is decided with its kind's approver duty over its scope);
+- ``authenticated()``: any valid identity (``whoami``, one's own tokens);
+- ``public()``: no credentials (health, the OpenAPI document).
+
+Default deny: :func:`check_declarations` refuses to build an app in which any route lacks a
+declaration, and the test suite checks every route against every role from the role table.
+Every refusal (401 and 403) is an audit entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+
+from fastapi import FastAPI, Request
+from fastapi.routing import APIRoute, iter_route_contexts
+from sqlalchemy.engine import Connection
+
+from dutyguard.errors import ConfigError, GovernanceError
+from dutyguard.governance.authz import Decision, Principal, authorize
+from dutyguard.governance.duties import Duty
+from dutyguard.governance.scope import ORG, Scope, ScopeKind
+from dutyguard.server import store
+from dutyguard.server.auditing import record_refusal
+from dutyguard.server.auth import Caller, authenticate, route_name, runtime_of
+from dutyguard.server.problems import Problem, forbidden
+from dutyguard.server.runtime import Runtime
+
+
+class Access(StrEnum):
+    PUBLIC = "public"
+    AUTHENTICATED = "authenticated"
+    DUTY = "duty"
+    DYNAMIC = "dynamic"
+
+
+ScopeOf = Callable[[Request], Scope]
+DynamicOf = Callable[[Runtime, Connection, Request, Caller], tuple[Duty, Scope]]
+
+
+def org_scope(_request: Request) -> Scope:
+    return ORG
+
+
+def path_scope(kind: ScopeKind, param: str) -> ScopeOf:
+    """The scope named by a path parameter (``/teams/{team_id}`` → ``team:<team_id>``)."""
+
+    def of(request: Request) -> Scope:
+        value = request.path_params.get(param, "")
+        try:
+            return Scope(kind, str(value))
+        except GovernanceError as e:
+            raise Problem(
+                422,
+                "validation",
+                "Invalid request",
+                e.message,
+                errors=[{"field": f"path.{param}", "message": e.message, "code": e.code}],
+            ) from None
+
+    of.__qualname__ = f"path_scope({kind.value}, {param})"
+    return of
+
+
+class Requirement:
+    """A route's declared access rule; also the FastAPI dependency that enforces it."""
+
+    def __init__(
+        self,
+        access: Access,
+        duty: Duty | None = None,
+        scope: ScopeOf = org_scope,
+        dynamic: DynamicOf | None = None,
+        any_scope: bool = False,
+        enrollment_ok: bool = False,
+    ) -> None:
+        if access is Access.DUTY and duty is None:
+            raise ConfigError("a duty requirement needs a duty")
+        if access is Access.DYNAMIC and dynamic is None:
+            raise ConfigError("a dynamic requirement needs a resolver")
+        self.access = access
+        self.duty = duty
+        self.scope = scope
+        self.dynamic = dynamic
+        self.any_scope = any_scope
+        self.enrollment_ok = enrollment_ok
+
+    def __repr__(self) -> str:
+        if self.access is Access.DUTY:
+            where = "any scope" if self.any_scope else self.scope.__qualname__
+            return f"requires({self.duty}, {where})"
+        return f"{self.access.value}()"
+
+    def __call__(self, request: Request) -> Caller:
+        rt = runtime_of(request)
+        if self.access is Access.PUBLIC:
+            raise ConfigError("public routes must not ask for a caller")
+        caller = authenticate(rt, request)
+        if caller.token.purpose != "api" and not self.enrollment_ok:
+            record_refusal(
+                rt,
+                actor=caller.id,
+                principal=caller.principal,
+                action="request.denied",
+                obj=route_name(request),
+                details={"reason": "enrollment token used for an API call", "token_id": caller.token.id},
+            )
+            raise forbidden(
+                "this is an enrollment token: exchange it for your own token first (dutyguard login)",
+                code="enrollment_token",
+            )
+        if self.access is Access.AUTHENTICATED:
+            return caller
+        if self.access is Access.DYNAMIC:
+            assert self.dynamic is not None
+            with rt.db.read() as conn:
+                duty, target = self.dynamic(rt, conn, request, caller)
+            enforce(rt, request, caller, duty, target)
+            return caller
+        assert self.duty is not None
+        if self.any_scope:
+            enforce_somewhere(rt, request, caller, self.duty)
+        else:
+            enforce(rt, request, caller, self.duty, self.scope(request))
+        return caller
+
+
+class PublicRequirement(Requirement):
+    """No credentials: the dependency does nothing (kept so the route is still declared)."""
+
+    def __init__(self) -> None:
+        super().__init__(Access.PUBLIC)
+
+    def __call__(self, request: Request) -> None:  # type: ignore[override]
+        return None
+
+
+def requires(duty: Duty, scope: ScopeOf = org_scope, *, any_scope: bool = False) -> Requirement:
+    return Requirement(Access.DUTY, duty, scope, any_scope=any_scope)
+
+
+def requires_dynamic(resolver: DynamicOf) -> Requirement:
+    return Requirement(Access.DYNAMIC, dynamic=resolver)
+
+
+def authenticated(*, enrollment_ok: bool = False) -> Requirement:
+    """Any valid identity; ``enrollment_ok`` also admits enrollment tokens (whoami, own token)."""
+    return Requirement(Access.AUTHENTICATED, enrollment_ok=enrollment_ok)
+
+
+def public() -> PublicRequirement:
+    return PublicRequirement()
+
+
+def decide(rt: Runtime, principal: Principal, duty: Duty, target: Scope) -> Decision:
+    """``governance.authz.authorize`` with the ownership and break-glass state it needs."""
+    now = rt.now()
+    with rt.db.read() as conn:
+        ownership = store.ownership_for(conn, [principal], [target])
+        grants = store.grants_of(conn, principal.id, now) if duty in rt.roles.breakglass.duties else []
+    return authorize(principal, duty, target, ownership, grants, now=now, roles=rt.roles, raci=rt.raci)
+
+
+def enforce(rt: Runtime, request: Request, caller: Caller, duty: Duty, target: Scope) -> Decision:
+    """Allow, or audit the refusal and raise 403."""
+    decision = decide(rt, caller.principal, duty, target)
+    if not decision.allowed:
+        deny(rt, request, caller, duty, target, decision.reason)
+    return decision
+
+
+def enforce_somewhere(rt: Runtime, request: Request, caller: Caller, duty: Duty) -> None:
+    """The caller holds ``duty`` over at least one scope (the handler narrows it)."""
+    scopes = sorted({b.scope for b in caller.principal.bindings}) or [ORG]
+    reasons = []
+    for scope in scopes:
+        decision = decide(rt, caller.principal, duty, scope)
+        if decision.allowed:
+            return
+        reasons.append(decision.reason)
+    deny(rt, request, caller, duty, ORG, reasons[0] if reasons else f"{caller.id} lacks {duty}")
+
+
+def deny(rt: Runtime, request: Request, caller: Caller, duty: Duty, target: Scope, reason: str) -> None:
+    record_refusal(
+        rt,
+        actor=caller.id,
+        principal=caller.principal,
+        action="request.denied",
+        obj=route_name(request),
+        details={"duty": duty.value, "target": str(target), "reason": reason},
+    )
+    raise forbidden(reason, duty=duty.value, target=str(target))
+
+
+# -- declarations --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Declared:
+    method: str
+    path: str
+    requirement: Requirement
+
+
+def _requirements(dependant: object) -> Iterator[Requirement]:
+    call = getattr(dependant, "call", None)
+    if isinstance(call, Requirement):
+        yield call
+    for sub in getattr(dependant, "dependencies", ()):
+        yield from _requirements(sub)
+
+
+def declared_routes(app: FastAPI) -> list[Declared]:
+    """Every API route with its one declaration; :class:`ConfigError` for none or several."""
+    out: list[Declared] = []
+    # Included routers are resolved lazily by FastAPI; iter_route_contexts yields each route
+    # with its effective (prefixed) path, the same walk the OpenAPI generator does.
+    for ctx in iter_route_contexts(app.routes):
+        route = ctx.original_route
+        if not isinstance(route, APIRoute):
+            continue
+        path = str(ctx.path_format or route.path_format)
+        found = list({id(r): r for r in _requirements(route.dependant)}.values())
+        if len(found) != 1:
+            what = "no access declaration" if not found else f"{len(found)} access declarations"
+            raise ConfigError(f"route {sorted(route.methods or ())} {path} has {what}: default deny")
+        for method in sorted(ctx.methods or route.methods or ()):
+            out.append(Declared(method, path, found[0]))
+    return out
+
+
+def check_declarations(app: FastAPI) -> None:
+    declared_routes(app)

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dutyguard.core.evaluate import evaluate
 from dutyguard.core.model import Finding, Severity, render_path
@@ -23,7 +25,7 @@ from dutyguard.rules import default_registry
 from dutyguard.rules.workload import rules
 from dutyguard.rules.workload.host import normalise_host_path
 from dutyguard.sources.interface import InputFile
-from dutyguard.sources.kubernetes import K8sObject, KubernetesSource
+from dutyguard.sources.kubernetes import POD_SPEC_PATHS, K8sObject, KubernetesSource
 
 SHA = "sha256:" + "b" * 64
 REGISTRY = RuleRegistry(rules())
@@ -691,6 +693,10 @@ def test_secret_in_configmap() -> None:
         ("ClusterRole", "r", "default", False, False),  # cluster-scoped: the namespace is ignored
         ("Service", "kubernetes", "default", False, False),  # the control plane's own
         ("ServiceAccount", "default", "default", False, False),
+        # governance of the namespace must live in it: a default-deny policy in 'default' is good
+        ("NetworkPolicy", "deny-all", "default", False, False),
+        ("RoleBinding", "metrics-reader", "kube-system", False, False),
+        ("ResourceQuota", "q", "kube-public", False, False),
     ],
 )
 def test_namespaces(kind: str, name: str, namespace: str | None, default: bool, system: bool) -> None:
@@ -923,3 +929,40 @@ def test_suppression_annotations_are_not_honoured() -> None:
     )
     assert [f.rule_id for f in scan(annotated)] == [f.rule_id for f in scan(plain)]
     assert scan(annotated, "k8s.image-tag-latest")
+
+
+# Keys the rules read, so that random documents reach deep into the code paths.
+_KEYS = st.sampled_from(
+    ["spec", "template", "jobTemplate", "containers", "initContainers", "ephemeralContainers", "volumes",
+     "securityContext", "runAsUser", "runAsGroup", "fsGroup", "supplementalGroups", "capabilities", "drop",
+     "add", "readOnlyRootFilesystem", "image", "imagePullPolicy", "resources", "limits", "requests", "cpu",
+     "memory", "env", "envFrom", "name", "value", "valueFrom", "secretKeyRef", "secretRef", "args", "command",
+     "hostPath", "path", "automountServiceAccountToken", "hostUsers", "os", "metadata", "labels", "namespace",
+     "data", "externalIPs", "parameters", "repos", "selector", "reference", "pullPolicy"]
+)  # fmt: skip
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**40), 2**40), st.floats(allow_nan=True), st.text(max_size=40),
+    st.sampled_from(["/var/run/docker.sock", "nginx:latest", "ALL", "0", "DB_PASSWORD", "default", "kube-system"]),
+)  # fmt: skip
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(_KEYS, inner, max_size=6)),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from(
+        [*POD_SPEC_PATHS, "Service", "ConfigMap", "ServiceAccount", "K8sAllowedRepos", "PersistentVolume"]
+    ),
+    body=st.dictionaries(_KEYS, _JSON, max_size=6),
+)
+def test_no_rule_raises_on_hostile_structure(kind: str, body: dict[str, object]) -> None:
+    doc = {"apiVersion": "constraints.gatekeeper.sh/v1beta1", "kind": kind, **body}
+    obj = K8sObject(file="fuzz.yaml", doc=doc)
+    policy = Policy(allowed_registries=("ghcr.io/acme",))
+    for rule in rules():
+        for v in rule.check(obj, policy):
+            assert isinstance(v.message, str)
+            assert v.message

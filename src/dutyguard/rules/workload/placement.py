@@ -34,8 +34,16 @@ _MANAGED_IN_DEFAULT = frozenset(
 """Objects the control plane itself keeps in every (or the default) namespace."""
 
 
-def _namespaced(resource: K8sObject) -> bool:
-    return bool(resource.kind) and resource.kind not in CLUSTER_SCOPED
+NAMESPACE_GOVERNANCE = frozenset({"Role", "RoleBinding", "NetworkPolicy", "ResourceQuota", "LimitRange"})
+"""Objects that govern the namespace they are in (who may do what there, which traffic, how much): they
+must live in the namespace they govern, so their placement is not a finding; a default-deny
+NetworkPolicy in ``default`` is a good thing."""
+
+
+def _placed(resource: K8sObject) -> bool:
+    """Whether the object is placed in a namespace by choice (namespaced, not namespace governance)."""
+    kind = resource.kind
+    return bool(kind) and kind not in CLUSTER_SCOPED and kind not in NAMESPACE_GOVERNANCE
 
 
 class DefaultNamespace(Rule[K8sObject]):
@@ -55,7 +63,7 @@ class DefaultNamespace(Rule[K8sObject]):
     target = K8sObject
 
     def check(self, resource: K8sObject, policy: Policy) -> Iterator[Violation]:
-        if resource.namespace != "default" or not _namespaced(resource):
+        if resource.namespace != "default" or not _placed(resource):
             return
         if (resource.kind, resource.name) in _MANAGED_IN_DEFAULT:
             return
@@ -81,7 +89,7 @@ class SystemNamespace(Rule[K8sObject]):
 
     def check(self, resource: K8sObject, policy: Policy) -> Iterator[Violation]:
         ns = resource.namespace
-        if ns in SYSTEM_NAMESPACES and _namespaced(resource):
+        if ns in SYSTEM_NAMESPACES and _placed(resource):
             yield Violation(
                 f"{resource.kind} is placed in the {ns} namespace", path=("metadata", "namespace")
             )

@@ -69,8 +69,9 @@ def append_only_ddl(dialect: str) -> list[str]:
         stmts = [
             "CREATE OR REPLACE FUNCTION dutyguard_audit_append_only() RETURNS trigger "
             "LANGUAGE plpgsql AS $$ BEGIN "
-            "RAISE EXCEPTION 'the audit trail is append-only (% on %)', TG_OP, TG_TABLE_NAME "
-            "USING ERRCODE = 'insufficient_privilege'; END $$"
+            # No "%" placeholders: drivers with pyformat parameters would try to fill them.
+            "RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege', "
+            "MESSAGE = 'the audit trail is append-only (' || TG_OP || ' on ' || TG_TABLE_NAME || ')'; END $$"
         ]
         for t in _TABLES:
             stmts.append(

@@ -62,7 +62,10 @@ _CHUNK: Final = 1 << 20
 _HASH_AT: Final = len(b'{"hash":"')
 _LEAF_AT: Final = _HASH_AT + 64 + len(b'","leaf":')
 _GENESIS_B: Final = GENESIS.encode("ascii")
-_HEX = frozenset(b"0123456789abcdef")
+_SEARCH_WINDOW: Final = 256
+"""How far from its place a renumbered entry is looked for (once per run of renumbered entries)."""
+_SEARCH_BUDGET: Final = 200_000
+"""Rehash attempts spent on that search in total, so a file of garbage cannot make it quadratic."""
 
 
 class ProblemKind(enum.StrEnum):
@@ -535,6 +538,14 @@ def _rehash(r: _Rec, seq: int) -> str | None:
     ).hexdigest()
 
 
+def _find_seq(r: _Rec, candidates: Iterable[int]) -> int | None:
+    """The sequence number under which ``r``'s content hashes to its recorded hash, if any."""
+    for c in candidates:
+        if c >= 1 and c != r.seq and _rehash(r, c) == r.stored:
+            return c
+    return None
+
+
 def _diagnose_file(
     f: BinaryIO, source: str, trust: _Trust, announced_last: int, positions: bool, last_cp_line: int
 ) -> VerifyReport:
@@ -591,6 +602,8 @@ def _diagnose(recs: list[_Rec], trust: _Trust, positions: bool) -> list[Problem]
     by_recorded: dict[str, _Rec] = {}
     for r in recs:
         by_recorded.setdefault(r.stored, r)
+    budget = _SEARCH_BUDGET
+    offset = 0  # the shift of the last renumbered entry: runs are usually shifted alike
     for r in sorted(recs, key=lambda r: (r.seq, r.pos)):
         r.orig = r.seq
         if r.malformed is not None:
@@ -604,13 +617,17 @@ def _diagnose(recs: list[_Rec], trust: _Trust, positions: bool) -> list[Problem]
         p = by_recorded.get(r.prev)
         if p is not None and p is not r:
             candidates.append((p.orig or p.seq) + 1)
-        candidates += [r.seq + 1, r.seq - 1]
-        for c in candidates:
-            if c >= 1 and c != r.seq and _rehash(r, c) == r.stored:
-                r.orig, r.moved = c, True
-                break
-        else:
+        if offset:
+            candidates.append(r.seq + offset)
+        found = _find_seq(r, candidates)
+        if found is None:
+            window = min(_SEARCH_WINDOW, budget // 2)
+            budget -= 2 * window
+            found = _find_seq(r, (r.seq + d * sign for d in range(1, window + 1) for sign in (1, -1)))
+        if found is None:
             r.edited = True
+        else:
+            r.orig, r.moved, offset = found, True, found - r.seq
 
     # 3. Two entries for one position: the one a later entry links to is genuine.
     refs = {r.prev for r in recs}

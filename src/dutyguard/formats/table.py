@@ -101,7 +101,8 @@ class TableFormatter(Formatter):
 
         blocking_floor = report.fail_on
         for file, findings in _by_file(report.findings).items():
-            console.print(_t(file, _LONG, "bold underline"))
+            # A file name is an identifier people copy and grep for: never wrap it.
+            console.print(_t(file, _LONG, "bold underline"), soft_wrap=True)
             table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
             table.add_column("SEVERITY", no_wrap=True)
             table.add_column("LINE", justify="right", no_wrap=True)

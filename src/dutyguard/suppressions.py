@@ -108,9 +108,11 @@ _TRIVY = re.compile(
     re.IGNORECASE,
 )
 _KUBESCAPE = re.compile(r"kubescape\.io/ignore[\"']?[ \t]*:?[ \t]*[\"']?([^\"'\s,}]*)", re.IGNORECASE)
-_HADOLINT = re.compile(r"hadolint[ \t]+(global[ \t]+)?ignore[ \t]*=[ \t]*([A-Za-z0-9, \t]+)", re.IGNORECASE)
+_LIST = r"([A-Za-z0-9_\-]+(?:[ \t]*,[ \t]*[A-Za-z0-9_\-]+)*)"
+"""Comma-separated ids (spaces allowed around commas only, so trailing prose is not an id)."""
+_HADOLINT = re.compile(r"hadolint[ \t]+(global[ \t]+)?ignore[ \t]*=[ \t]*" + _LIST, re.IGNORECASE)
 _KICS = re.compile(
-    r"kics-scan[ \t]+(ignore-line|ignore-block|ignore|disable[ \t]*=[ \t]*([A-Za-z0-9,\- \t]+))",
+    r"kics-scan[ \t]+(ignore-line|ignore-block|ignore|disable[ \t]*=[ \t]*" + _LIST + ")",
     re.IGNORECASE,
 )
 _GITLEAKS = re.compile(r"gitleaks:allow", re.IGNORECASE)
@@ -126,7 +128,7 @@ _KUBE_LINTER = re.compile(
     r"(ignore-check\.kube-linter\.io/([A-Za-z0-9\-]+)|kube-linter\.io/ignore-all)[\"']?[ \t]*:[ \t]*([^\n]*)",
     re.IGNORECASE,
 )
-_KUBE_SCORE = re.compile(r"kube-score/ignore[\"']?[ \t]*:[ \t]*[\"']?([A-Za-z0-9,\- \t]*)", re.IGNORECASE)
+_KUBE_SCORE = re.compile(r"kube-score/ignore[\"']?[ \t]*:[ \t]*[\"']?" + _LIST, re.IGNORECASE)
 _POLARIS = re.compile(
     r"polaris\.fairwinds\.com/(?:([A-Za-z0-9]+)-)?exempt[\"']?[ \t]*:[ \t]*[\"']?([A-Za-z]+)", re.IGNORECASE
 )
@@ -323,9 +325,8 @@ def _trivyignore_yaml(f: InputFile, text: str, registry: RuleRegistry) -> Iterat
     for doc in docs:
         if not isinstance(doc.value, dict):
             continue
-        for section in _TRIVYIGNORE_SECTIONS:
-            entries = doc.value.get(section)
-            if not isinstance(entries, list):
+        for section, entries in doc.value.items():
+            if section not in _TRIVYIGNORE_SECTIONS or not isinstance(entries, list):
                 continue
             for i, entry in enumerate(entries):
                 if not isinstance(entry, dict):

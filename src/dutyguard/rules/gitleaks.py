@@ -160,7 +160,7 @@ class _Loader:
         for n, entry in enumerate(entries):
             where = f"[[allowlists]] #{n + 1}"
             a = self.allowlist(entry, where, _GLOBAL_ALLOWLIST_KEYS)
-            targets = self.strings(entry, "targetrules", where)
+            targets = self.strings(self.keys(entry, _GLOBAL_ALLOWLIST_KEYS, where), "targetrules", where)
             if not targets:
                 global_lists.append(a)
             for t in targets:
@@ -223,7 +223,8 @@ class _Loader:
 
     # --- one rule -----------------------------------------------------------------------------
     def rule(self, raw: Mapping[str, Any], index: int) -> _RuleSpec:
-        rid = raw.get("id") if isinstance(raw.get("id"), str) else None
+        ids = [v for k, v in raw.items() if k.lower() == "id" and isinstance(v, str)]
+        rid = ids[0] if len(ids) == 1 else None
         where = f"rule {rid!r}" if rid else f"rule #{index + 1}"
         for k in raw:
             refused = _REFUSED_RULE_KEYS.get(k.lower())

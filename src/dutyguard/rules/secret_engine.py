@@ -350,14 +350,27 @@ class SecretRule(Rule[TextFile]):
                 return
         if p.regex is None or res.binary:
             return
+        regex = p.regex
         data = res.data
         limit = self.ruleset.max_candidates
-        for n, m in enumerate(p.regex.finditer(data), start=1):
+        pos, n = 0, 0
+        while pos <= len(data):
+            m = regex.search(data, pos)
+            if m is None:
+                return
+            start, end = m.span()
+            n += 1
             if n > limit:
                 raise LimitExceeded(
                     res.file, f"more than {limit} matches of secret rule {self.meta.id}; not examined further"
                 )
-            hit = self._examine(res, p.regex, m.start(), m.end())
+            pos = end if end > start else end + 1
+            if p.max_line:
+                ls, le = res.line_span(start, end)
+                if le - ls > p.max_line:
+                    pos = max(pos, le + 1)  # minified: skip the rest of this line in one step
+                    continue
+            hit = self._examine(res, regex, start, end)
             if hit is not None:
                 yield hit
 
@@ -370,10 +383,6 @@ class SecretRule(Rule[TextFile]):
             return None
         start += len(raw) - len(raw.lstrip(b"\n"))
         end = start + len(trimmed)
-        if p.max_line:
-            ls, le = res.line_span(start, end)
-            if le - ls > p.max_line:
-                return None
         secret_b, offset = trimmed, 0
         groups: Any = regex.search(trimmed)
         if groups is not None and groups.re.groups >= 1:

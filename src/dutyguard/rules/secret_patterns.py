@@ -328,7 +328,7 @@ SPECS: tuple[Spec, ...] = (
     ),
     Spec(
         "aws-secret-access-key", "AWS secret access key", C,
-        r"(?i)(?:^|[^\w.-])([\w.-]{0,20}?(?:(?:aws[_.-]?)?secret[_.-]?access[_.-]?key|aws[_.-]?secret(?:[_.-]?key)?))" + _ASSIGN
+        r"(?im)(?:^|[^\w.-])([\w.-]{0,20}?(?:(?:aws[_.-]?)?secret[_.-]?access[_.-]?key|aws[_.-]?secret(?:[_.-]?key)?))" + _ASSIGN
         + r"[\"'\x60]?([A-Za-z0-9/+=]{40})(?:[^A-Za-z0-9/+=]|$)",
         ("secret",),
         "An AWS secret access key assigned to an aws_secret_access_key-like name.",
@@ -706,7 +706,7 @@ SPECS: tuple[Spec, ...] = (
     # --- generic -------------------------------------------------------------------------------
     Spec(
         "generic-password", "Hard-coded password", M,
-        r"(?i)(?:^|[^\w.-])([\w.-]{0,40}?(?:password|passwd|passphrase|pwd)[\w.-]{0,24}|pass)" + _ASSIGN_STRICT
+        r"(?im)(?:^|[^\w.-])([\w.-]{0,40}?(?:password|passwd|passphrase|pwd)[\w.-]{0,24}|pass)" + _ASSIGN_STRICT
         + r"(?:\"([^\"\s]{6,128})\"|'([^'\s]{6,128})'|\x60([^\x60\s]{6,128})\x60|([^\s\"'\x60,;]{6,128}))",
         ("pass", "pwd"),
         "A literal password assigned to a password-like name.",
@@ -715,7 +715,7 @@ SPECS: tuple[Spec, ...] = (
     ),
     Spec(
         "generic-secret", "Hard-coded secret, token or API key", M,
-        r"(?i)(?:^|[^\w.-])([\w.-]{0,40}?(?:secret|token|api[_.-]?key|apikey|access[_.-]?key|private[_.-]?key"
+        r"(?im)(?:^|[^\w.-])([\w.-]{0,40}?(?:secret|token|api[_.-]?key|apikey|access[_.-]?key|private[_.-]?key"
         r"|client[_.-]?secret|auth[_.-]?key|signing[_.-]?key|encryption[_.-]?key|credentials?|key)[\w.-]{0,24})"
         + _ASSIGN + r"[\"'\x60]?([A-Za-z0-9+/=_.~-]{12,200})" + _END,
         ("secret", "token", "key", "credential"),
@@ -729,6 +729,7 @@ SPECS: tuple[Spec, ...] = (
         r"(?m)^[ \t]*(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_.]*)[ \t]*=[ \t]*[\"']?([A-Za-z0-9+/=_.~-]{16,200})[\"']?[ \t]*(?:#.*)?\r?$",
         (), "A random-looking value in a dotenv file, whose purpose is to hold secrets.",
         groups=(2,), entropy=3.5, validate=_generic_value_ok, generic=True, key_group=1,
+        superseded_by=("generic-password", "generic-secret"),
         path=r"(?i)(?:^|/)(?:[^/]*\.env|\.env\.[\w.-]+)$",
         allow_paths=(r"(?i)\.env\.(?:example|sample|template|dist|defaults?)$|(?:example|sample|template)\.env$",),
         checkov=("CKV_SECRET_6", "CKV_SECRET_10", "CKV_SECRET_19"),
@@ -780,7 +781,7 @@ def builtin_rules() -> list[SecretRule]:
     for spec in (*specific, *generic):
         superseded = tuple(built[n] for n in spec.superseded_by)
         if spec.generic:
-            superseded = tuple(built[s.name] for s in specific)
+            superseded = (*(built[s.name] for s in specific), *superseded)
         key_allowed = (
             (_dotenv_key_ok if spec.name == "dotenv-secret" else _key_ok) if spec.key_group else None
         )

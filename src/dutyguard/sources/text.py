@@ -109,10 +109,10 @@ class TextFile(Resource):
 
     def line_span(self, start: int, end: int) -> tuple[int, int]:
         """Byte span of the lines holding ``[start, end)``, without the final newline."""
-        line_end = self.data.find(b"\n", max(end - 1, start))
-        if line_end < 0:
-            line_end = len(self.data)
-        return self.data.rfind(b"\n", 0, start) + 1, line_end
+        starts = self._line_starts()
+        last = bisect_right(starts, max(end - 1, start))
+        line_end = starts[last] - 1 if last < len(starts) else len(self.data)
+        return starts[bisect_right(starts, start) - 1], line_end
 
 
 class TextSource(Source):

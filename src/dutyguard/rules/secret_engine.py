@@ -75,7 +75,10 @@ def compile_regex(pattern: str, what: str) -> Regex:
     try:
         return re2.compile(pattern, _options())
     except re2.error as e:
-        raise ConfigError(f"{what}: regex {pattern[:120]!r} cannot be compiled by RE2 ({e})") from None
+        reason = e.args[0] if e.args else "invalid"
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise ConfigError(f"{what}: {pattern[:120]!r} is not a valid RE2 expression ({reason})") from None
 
 
 def join_regexes(patterns: Iterable[str], what: str) -> Regex | None:

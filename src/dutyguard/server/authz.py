@@ -50,7 +50,8 @@ class Access(StrEnum):
 
 
 ScopeOf = Callable[[Request], Scope]
-DynamicOf = Callable[[Runtime, Connection, Request, Caller], tuple[Duty, Scope]]
+DynamicOf = Callable[[Runtime, Connection, Request, Caller], tuple[Duty, Scope] | None]
+"""The duty and scope a stored object requires; ``None``: the caller's own object, identity suffices."""
 
 
 def org_scope(_request: Request) -> Scope:
@@ -129,8 +130,9 @@ class Requirement:
         if self.access is Access.DYNAMIC:
             assert self.dynamic is not None
             with rt.db.read() as conn:
-                duty, target = self.dynamic(rt, conn, request, caller)
-            enforce(rt, request, caller, duty, target)
+                needed = self.dynamic(rt, conn, request, caller)
+            if needed is not None:
+                enforce(rt, request, caller, *needed)
             return caller
         assert self.duty is not None
         if self.any_scope:

@@ -21,11 +21,11 @@ from sqlalchemy.engine import Connection
 
 from dutyguard.audit.canonical import JSONValue
 from dutyguard.governance.duties import Duty, PrincipalKind
-from dutyguard.governance.scope import ORG
+from dutyguard.governance.scope import ORG, Scope
 from dutyguard.server import pagination, store, tokens
 from dutyguard.server.auditing import record
 from dutyguard.server.auth import Caller, client_address
-from dutyguard.server.authz import authenticated, enforce
+from dutyguard.server.authz import authenticated, enforce, requires_dynamic
 from dutyguard.server.problems import Problem, not_found
 from dutyguard.server.routes._common import RuntimeDep, refusals
 from dutyguard.server.runtime import Runtime
@@ -147,10 +147,27 @@ def create_token(
     return TokenCreated(**out.model_dump(), token=text)
 
 
+def _others_tokens(
+    rt: Runtime, conn: Connection, request: Request, caller: Caller
+) -> tuple[Duty, Scope] | None:
+    """Listing another identity's tokens (``?identity=``) needs ``token.manage``; one's own does not."""
+    identity = request.query_params.get("identity")
+    return None if identity in (None, caller.id) else (Duty.TOKEN_MANAGE, ORG)
+
+
+def _token_owner(
+    rt: Runtime, conn: Connection, request: Request, caller: Caller
+) -> tuple[Duty, Scope] | None:
+    """Revoking another identity's token needs ``token.manage``; one's own does not."""
+    rec = store.get_token(conn, str(request.path_params.get("token_id", "")))
+    if rec is None:
+        raise not_found("token")
+    return None if rec.identity_id == caller.id else (Duty.TOKEN_MANAGE, ORG)
+
+
 @router.get("/tokens")
 def list_tokens(
-    request: Request,
-    caller: Annotated[Caller, Depends(authenticated())],
+    caller: Annotated[Caller, Depends(requires_dynamic(_others_tokens))],
     rt: RuntimeDep,
     identity: Annotated[str | None, Query(max_length=64)] = None,
     limit: pagination.LimitParam = 50,
@@ -158,8 +175,6 @@ def list_tokens(
 ) -> Page[TokenOut]:
     """Your tokens; another identity's (or everyone's, ``identity=*``) with ``token.manage``."""
     target = identity or caller.id
-    if target != caller.id:
-        enforce(rt, request, caller, Duty.TOKEN_MANAGE, ORG)
     key = pagination.decode(cursor, 1)
     with rt.db.read() as conn:
         rows = store.list_tokens(
@@ -174,7 +189,7 @@ def list_tokens(
 
 @router.delete("/tokens/{token_id}")
 def revoke_token(
-    token_id: str, request: Request, caller: Annotated[Caller, Depends(authenticated())], rt: RuntimeDep
+    token_id: str, caller: Annotated[Caller, Depends(requires_dynamic(_token_owner))], rt: RuntimeDep
 ) -> TokenOut:
     """Revoke a token at once; yours, or anyone's with ``token.manage``."""
     obj = f"token:{token_id}"
@@ -182,8 +197,6 @@ def revoke_token(
         rec = store.get_token(conn, token_id)
     if rec is None:
         raise not_found(f"token {token_id!r}")
-    if rec.identity_id != caller.id:
-        enforce(rt, request, caller, Duty.TOKEN_MANAGE, ORG)
     with refusals(rt, caller, "token.revoke", obj), rt.db.write() as conn:
         store.revoke_token(conn, token_id, caller.id, rt.now())
         record(

@@ -1,0 +1,119 @@
+"""Applying an exception snapshot to findings.
+
+A waived finding is never dropped: it stays in the report, marked with the exception id and
+expiry (:class:`dutyguard.core.model.Waiver`), and no longer blocks. An exception applies to a
+finding only if all of these hold, at the time of the scan:
+
+- same rule id, and the scope matches (fingerprint, or every selector field given: the app,
+  cluster and image digests come from the gate's context, the namespace from the finding);
+- it has not expired (``expires`` is after the scan time; an exception expiring mid-scan is
+  judged at the start);
+- it satisfies the policy bundle in force *for this finding's severity*: enough approvers
+  (``quorum``, or ``wideScopeQuorum`` for a wide scope) and a lifetime within ``maxDays``. An
+  exception approved for a medium finding does not silently cover the same rule once Security
+  raises it to critical.
+
+Speed: with N exceptions, building the index is O(N) once per scan; matching a finding is a
+few dictionary lookups (by rule id and fingerprint, by rule id and namespace). Context fields
+(app, cluster, image) are the same for a whole scan, so they are filtered out while indexing.
+At most ``MAX_CANDIDATES`` exceptions are considered per lookup key: past that (thousands of
+exceptions for one rule in one namespace) the rest are ignored, which can only leave a finding
+blocking, never waive one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from dutyguard.core.model import Finding, ScanReport, Waiver
+from dutyguard.exceptions.model import ExceptionGrant
+from dutyguard.policy.model import ExceptionPolicy
+
+MAX_CANDIDATES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class MatchContext:
+    """What the gate knows about the target of this scan (the same for every finding)."""
+
+    app: str | None = None
+    cluster: str | None = None
+    image_digests: frozenset[str] = field(default_factory=frozenset)
+
+
+def _preference(e: ExceptionGrant) -> tuple[int, int, float, str]:
+    # Narrowest first (a fingerprint, then a pinned app or image), then the most approved, then
+    # the latest expiry; the id makes the choice deterministic.
+    narrowness = 0 if e.scope.fingerprint else (1 if not e.wide else 2)
+    return (narrowness, -len(e.approvers), -e.expires.timestamp(), e.id)
+
+
+class ExceptionMatcher:
+    def __init__(
+        self,
+        exceptions: Iterable[ExceptionGrant],
+        policy: ExceptionPolicy,
+        context: MatchContext,
+        now: datetime,
+    ) -> None:
+        self.policy = policy
+        self.context = context
+        self.now = now
+        by_fp: dict[tuple[str, str], list[ExceptionGrant]] = {}
+        by_ns: dict[tuple[str, str | None], list[ExceptionGrant]] = {}
+        self.active = 0
+        for e in exceptions:
+            if e.expires <= now or not self._context_matches(e):
+                continue
+            self.active += 1
+            s = e.scope
+            if s.fingerprint is not None:
+                by_fp.setdefault((e.rule_id, s.fingerprint), []).append(e)
+            else:
+                by_ns.setdefault((e.rule_id, s.namespace), []).append(e)
+        self._by_fp = {k: sorted(v, key=_preference)[:MAX_CANDIDATES] for k, v in by_fp.items()}
+        self._by_ns = {k: sorted(v, key=_preference)[:MAX_CANDIDATES] for k, v in by_ns.items()}
+
+    def _context_matches(self, e: ExceptionGrant) -> bool:
+        s, ctx = e.scope, self.context
+        if s.app is not None and s.app != ctx.app:
+            return False
+        if s.cluster is not None and s.cluster != ctx.cluster:
+            return False
+        return s.image_digest is None or s.image_digest in ctx.image_digests
+
+    def admits(self, e: ExceptionGrant, f: Finding) -> bool:
+        """Whether the bundle's exception policy allows ``e`` for a finding of this severity."""
+        if len(e.approvers) < self.policy.required_approvals(f.severity, e.wide):
+            return False
+        return e.expires - e.approved_at <= self.policy.max_duration(f.severity)
+
+    def match(self, f: Finding) -> ExceptionGrant | None:
+        if not (self._by_fp or self._by_ns):
+            return None
+        keys: list[list[ExceptionGrant] | None] = [self._by_fp.get((f.rule_id, f.fingerprint))]
+        if f.location.namespace is not None:
+            keys.append(self._by_ns.get((f.rule_id, f.location.namespace)))
+        keys.append(self._by_ns.get((f.rule_id, None)))
+        for candidates in keys:
+            for e in candidates or ():
+                if self.admits(e, f):
+                    return e
+        return None
+
+    def apply(self, report: ScanReport) -> ScanReport:
+        """The report with every matching finding marked waived (order and everything else unchanged)."""
+        if not (self._by_fp or self._by_ns):
+            return report
+        out: list[Finding] = []
+        changed = False
+        for f in report.findings:
+            e = self.match(f)
+            if e is None:
+                out.append(f)
+            else:
+                changed = True
+                out.append(replace(f, waiver=Waiver(e.id, e.expires)))
+        return replace(report, findings=tuple(out)) if changed else report

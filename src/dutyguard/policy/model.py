@@ -1,0 +1,302 @@
+"""The value types of a policy bundle, and what a bundle means at each enforcement stage.
+
+A :class:`PolicyBundle` is immutable. It keeps the document exactly as Security wrote it
+(``document``, a JSON value): that is what is canonicalised, hashed and signed, so the digest
+``policy lint`` prints in Security's repository is the digest the gate verifies. The typed
+fields are derived from it by :mod:`dutyguard.policy.parse` and are never serialised back.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import MappingProxyType
+from typing import assert_never
+
+from dutyguard.core.model import Severity
+from dutyguard.core.policy import Policy, PSSLevel
+
+API_VERSION = "dutyguard.dev/v1"
+KIND = "PolicyBundle"
+DIGEST_PREFIX = "sha256:"
+
+
+class Stage(enum.Enum):
+    CI = "ci"
+    ADMISSION = "admission"
+    RUNTIME = "runtime"
+
+    @property
+    def actions(self) -> tuple[str, ...]:
+        """The actions of this stage, strongest first."""
+        if self is Stage.CI:
+            return ("block", "warn")
+        if self is Stage.ADMISSION:
+            return ("deny", "warn", "audit")
+        if self is Stage.RUNTIME:
+            return ("contain", "alert")
+        assert_never(self)
+
+    @property
+    def blocking_action(self) -> str:
+        """The action that stops the change (fails the gate, denies the request, contains the workload)."""
+        return self.actions[0]
+
+    def strength(self, action: str) -> int:
+        """Higher is stronger; used to check that actions never weaken as severity rises."""
+        return len(self.actions) - self.actions.index(action)
+
+
+SEVERITIES_ASCENDING = tuple(sorted(Severity, key=lambda s: s.rank))
+
+DEFAULT_ACTIONS: Mapping[Stage, Mapping[Severity, str]] = MappingProxyType(
+    {
+        # The same threshold as the built-in default policy (fail on high).
+        Stage.CI: {
+            Severity.CRITICAL: "block",
+            Severity.HIGH: "block",
+            Severity.MEDIUM: "warn",
+            Severity.LOW: "warn",
+            Severity.INFO: "warn",
+        },
+        Stage.ADMISSION: {
+            Severity.CRITICAL: "deny",
+            Severity.HIGH: "deny",
+            Severity.MEDIUM: "warn",
+            Severity.LOW: "audit",
+            Severity.INFO: "audit",
+        },
+        # Containment is opt-in: an automatic response must be chosen, never defaulted into.
+        Stage.RUNTIME: dict.fromkeys(Severity, "alert"),
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StageActions:
+    """What one stage does with a finding: by severity, and per rule (which wins)."""
+
+    stage: Stage
+    by_severity: Mapping[Severity, str]
+    rules: Mapping[str, str] = field(default_factory=dict)
+
+    def action_for(self, rule_id: str, severity: Severity) -> str:
+        return self.rules.get(rule_id) or self.by_severity[severity]
+
+    def blocks(self, rule_id: str, severity: Severity) -> bool:
+        return self.action_for(rule_id, severity) == self.stage.blocking_action
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSelector:
+    """One ``include``/``exclude`` item: a rule id, a pack or a tag."""
+
+    by: str
+    """``id``, ``pack`` or ``tag``."""
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class BundleScope:
+    """Which targets the bundle governs. An empty tuple means every one."""
+
+    teams: tuple[str, ...] = ()
+    apps: tuple[str, ...] = ()
+    namespaces: tuple[str, ...] = ()
+    clusters: tuple[str, ...] = ()
+    registries: tuple[str, ...] = ()
+
+    def uncovered(
+        self, *, team: str | None = None, app: str | None = None, cluster: str | None = None
+    ) -> list[str]:
+        """Why a target described by the given attributes is outside the scope (empty: covered).
+
+        Only attributes that are known are compared: a CI runner knows its app and cluster from
+        its flags, the server knows the team from the token.
+        """
+        out: list[str] = []
+        for what, value, allowed in (
+            ("team", team, self.teams),
+            ("app", app, self.apps),
+            ("cluster", cluster, self.clusters),
+        ):
+            if value is not None and allowed and value not in allowed:
+                out.append(f"{what} {value!r} is not among {', '.join(allowed)}")
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class LabelRequirement:
+    key: str
+    operator: str
+    """``In``, ``NotIn``, ``Exists`` or ``DoesNotExist`` (Kubernetes label selector semantics)."""
+    values: tuple[str, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if self.operator == "In":
+            return self.key in labels and labels[self.key] in self.values
+        if self.operator == "NotIn":
+            return self.key not in labels or labels[self.key] not in self.values
+        if self.operator == "Exists":
+            return self.key in labels
+        return self.key not in labels  # DoesNotExist
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceSelector:
+    """Namespace names, or a Kubernetes label selector (``matchLabels`` and ``matchExpressions``, ANDed)."""
+
+    names: frozenset[str] = frozenset()
+    match_labels: Mapping[str, str] = field(default_factory=dict)
+    expressions: tuple[LabelRequirement, ...] = ()
+
+    @property
+    def by_name(self) -> bool:
+        return bool(self.names)
+
+    def matches(self, namespace: str, labels: Mapping[str, str] | None) -> bool | None:
+        """``True``/``False``, or ``None`` when it depends on labels that are not known."""
+        if self.by_name:
+            return namespace in self.names
+        if labels is None:
+            return None
+        if any(labels.get(k) != v for k, v in self.match_labels.items()):
+            return False
+        return all(r.matches(labels) for r in self.expressions)
+
+
+_STRICTNESS = {PSSLevel.BASELINE: 0, PSSLevel.RESTRICTED: 1}
+
+
+def strictest(levels: list[PSSLevel]) -> PSSLevel:
+    return max(levels, key=_STRICTNESS.__getitem__)
+
+
+@dataclass(frozen=True, slots=True)
+class PodSecurityEntry:
+    selector: NamespaceSelector
+    level: PSSLevel
+
+
+@dataclass(frozen=True, slots=True)
+class PodSecurity:
+    """The Pod Security level per namespace: the first matching entry wins, else ``default``."""
+
+    default: PSSLevel = PSSLevel.RESTRICTED
+    entries: tuple[PodSecurityEntry, ...] = ()
+
+    def level_for(self, namespace: str, labels: Mapping[str, str] | None = None) -> PSSLevel:
+        """The level of a namespace. Unknown labels (``None``) give the strictest level possible."""
+        possible: list[PSSLevel] = []
+        for entry in self.entries:
+            hit = entry.selector.matches(namespace, labels)
+            if hit is None:
+                possible.append(entry.level)  # might be the first match: count it
+            elif hit:
+                possible.append(entry.level)
+                return strictest(possible)
+        possible.append(self.default)
+        return strictest(possible)
+
+    def for_ci(self) -> tuple[PSSLevel, dict[str, PSSLevel]]:
+        """The level for namespaces not named by any entry, and the level of each named namespace.
+
+        CI sees manifests, not the cluster's namespace labels; where a label selector might
+        match, the strictest level it could lead to is used, so CI never checks less than
+        admission would.
+        """
+        named: dict[str, PSSLevel] = {}
+        for entry in self.entries:
+            for ns in entry.selector.names:
+                named.setdefault(ns, self.level_for(ns))
+        return self.level_for(""), named
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionPolicy:
+    """Limits on exceptions (waivers): how long, how many approvers, who may approve."""
+
+    max_days: Mapping[Severity, int]
+    quorum: Mapping[Severity, int]
+    wide_scope_quorum: int
+    approver_roles: tuple[str, ...] = ("security",)
+    approver_teams: tuple[str, ...] = ()
+    """If not empty, approvers must belong to one of these teams."""
+
+    def required_approvals(self, severity: Severity, wide: bool) -> int:
+        n = self.quorum[severity]
+        return max(n, self.wide_scope_quorum) if wide else n
+
+    def max_duration(self, severity: Severity) -> timedelta:
+        return timedelta(days=self.max_days[severity])
+
+
+DEFAULT_EXCEPTION_POLICY = ExceptionPolicy(
+    max_days=MappingProxyType(
+        {Severity.CRITICAL: 7, Severity.HIGH: 30, Severity.MEDIUM: 90, Severity.LOW: 180, Severity.INFO: 365}
+    ),
+    quorum=MappingProxyType(
+        {Severity.CRITICAL: 2, Severity.HIGH: 1, Severity.MEDIUM: 1, Severity.LOW: 1, Severity.INFO: 1}
+    ),
+    wide_scope_quorum=2,
+)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PolicyBundle:
+    name: str
+    description: str
+    document: Mapping[str, object]
+    """The bundle as written (a JSON value): what is canonicalised, hashed and signed."""
+    enabled_rules: frozenset[str]
+    """Rule ids the bundle applies, resolved against the rule registry it was parsed with."""
+    include: tuple[RuleSelector, ...] | None
+    exclude: tuple[RuleSelector, ...]
+    severity_overrides: Mapping[str, Severity]
+    actions: Mapping[Stage, StageActions]
+    scope: BundleScope
+    allowed_registries: tuple[str, ...]
+    pod_security: PodSecurity
+    exceptions: ExceptionPolicy
+
+    def canonical_json(self) -> bytes:
+        from dutyguard.audit.canonical import canonical_json
+
+        return canonical_json(self.document)
+
+    @property
+    def digest(self) -> str:
+        """``sha256:<hex>`` of the canonical JSON (RFC 8785) of the document."""
+        return DIGEST_PREFIX + hashlib.sha256(self.canonical_json()).hexdigest()
+
+    def to_policy(self, stage: Stage, source: str) -> Policy:
+        """The core evaluation settings for ``stage``; ``source`` says where the bundle came from.
+
+        Severity actions never weaken as severity rises (checked when parsed), so the blocking
+        severities are exactly those at or above the lowest blocking one: ``fail_on``. A stage
+        where no severity blocks keeps ``fail_on`` at critical and marks every rule non-blocking
+        explicitly; per-rule actions win either way.
+        """
+        acts = self.actions[stage]
+        blocking = [s for s in SEVERITIES_ASCENDING if acts.by_severity[s] == stage.blocking_action]
+        overrides: dict[str, bool] = {}
+        if blocking:
+            fail_on = blocking[0]
+        else:
+            fail_on = Severity.CRITICAL
+            overrides = dict.fromkeys(self.enabled_rules, False)
+        overrides.update({rid: act == stage.blocking_action for rid, act in acts.rules.items()})
+        fallback, named = self.pod_security.for_ci()
+        return Policy(
+            pss_level=fallback,
+            fail_on=fail_on,
+            allowed_registries=self.allowed_registries,
+            enabled_rules=self.enabled_rules,
+            severity_overrides=MappingProxyType(dict(self.severity_overrides)),
+            source=source,
+            block_overrides=MappingProxyType(overrides),
+            namespace_pss_levels=MappingProxyType({ns: lv for ns, lv in named.items() if lv is not fallback}),
+        )

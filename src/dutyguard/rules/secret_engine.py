@@ -53,14 +53,14 @@ from dutyguard.sources.text import TextFile
 Regex = Any
 """A compiled RE2 expression (``re2._Regexp``; the binding ships no type information)."""
 
-MAX_CANDIDATES = 10_000
+MAX_CANDIDATES = 50_000
 """Regex matches one rule may produce in one file before the file is reported as an error."""
 
 LINE_WINDOW = 4096
 """Bytes of line context on each side of a match that line-target allowlists examine."""
 
 _DIGEST_SALT = b"dutyguard/secret-fingerprint/v1"
-_DIGEST_ROUNDS = 2_000
+_DIGEST_ROUNDS = 1_000
 
 
 def _options(max_mem: int = 8 << 20) -> Any:

@@ -733,3 +733,12 @@ def test_kustomize_rendering_is_not_searched_twice() -> None:
     member = InputFile(name="overlay/secret.yaml", data=b"token: x\n", origin="kustomize-member")
     assert not TextSource().wants(rendered)
     assert TextSource().wants(member)
+
+
+def test_reprs_never_carry_file_content_or_secrets(tmp_path: Path, registry: RuleRegistry) -> None:
+    key = "ghp_" + tok(B62, 36, 100)
+    res = TextFile("ci.sh", f"GH={key}\n".encode())
+    rule = next(r for r in registry if r.meta.id == "secrets.github-pat")
+    (hit,) = rule.hits(res)  # type: ignore[attr-defined]
+    assert key not in repr(res)
+    assert key not in repr(hit)

@@ -40,7 +40,7 @@ import hashlib
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import re2
@@ -248,7 +248,7 @@ class Hit:
     start: int
     end: int
     secret_start: int
-    secret: str
+    secret: str = field(repr=False)
     file_only: bool = False
 
 

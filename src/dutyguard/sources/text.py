@@ -42,7 +42,8 @@ class TextFile(Resource):
     """One file's text. ``data`` is valid UTF-8; violations carry a byte offset as their path."""
 
     file: str
-    data: bytes
+    data: bytes = field(repr=False)
+    """Never in a repr: it may hold secrets, and reprs end up in logs and tracebacks."""
     binary: bool = False
     """The file is binary: only its name is known (``data`` is empty)."""
     replaced: bool = False

@@ -16,6 +16,11 @@ credentials and private keys critical (:data:`_CRITICAL_PREFIXES`), everything e
 
 Rule ids become ``secrets.<id>`` (lower case, runs of other characters turned into ``-``);
 the original id is kept as the rule's ``gitleaks`` equivalent.
+
+``path`` patterns (rules and allowlists) see the file name as the report shows it: the scan
+argument joined with the path below it, ``/``-separated. gitleaks' own patterns are written
+as ``(?:^|/)name``, which works with any prefix; a pattern anchored at ``^`` to the repository
+root needs the scan to be run from that root (``dutyguard scan .``).
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ Where we deliberately differ from gitleaks:
   (gitleaks includes it), cut to :data:`LINE_WINDOW` bytes either side of a match on a
   minified megabyte-long line. Line numbers are those of the *secret*, not of the match start.
 - Keyword prefiltering folds ASCII case only.
+- The same secret found twice on one line by one rule is one finding (same fingerprint).
 
 Bounds: RE2 runs in linear time on any input; a rule that produces more than
 :data:`MAX_CANDIDATES` matches in one file stops with an error naming the file (a per-file

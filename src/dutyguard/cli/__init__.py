@@ -44,12 +44,14 @@ def _root(
 
 
 def _register() -> None:
-    from dutyguard.cli import gov_cmds, rules_cmd, scan_cmd, up_cmd
+    from dutyguard.cli import attest_cmd, gov_cmds, policy_cmd, rules_cmd, scan_cmd, up_cmd
 
     scan_cmd.register(app)
     rules_cmd.register(app)
     up_cmd.register(app)
     gov_cmds.register(app)
+    policy_cmd.register(app)
+    attest_cmd.register(app)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
 
 EPILOG = (
     "Exit codes: 0 nothing at or above --fail-on; 1 the gate fails; "
-    "2 usage error or an input that could not be read (the gate fails closed)."
+    "2 usage error, an input that could not be read, or signed state (--state) that is missing, "
+    "unsigned, tampered, expired or rolled back (the gate fails closed)."
 )
 SEVERITIES = ", ".join(s.value for s in Severity)
 
@@ -128,14 +130,60 @@ def _one_line_summary(report: ScanReport, output: Path) -> str:
     from dutyguard.formats._text import plural, terminal
 
     decision = {0: "pass", 1: "FAIL", 2: "ERROR"}[report.exit_code]
+    waived = f", {len(report.waived)} waived by approved exceptions" if report.waived else ""
     return (
         f"dutyguard: {decision}: {plural(len(report.findings), 'finding')} "
-        f"({len(report.blocking)} blocking at {report.fail_on.value} or above), "
+        f"({len(report.blocking)} blocking at {report.fail_on.value} or above{waived}), "
         f"{plural(len(report.errors), 'error')}; report written to {terminal(str(output), 300)}"
     )
 
 
+_CONTEXT_NAME = re.compile(
+    r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*"
+)
+
+POLICY_FLAGS = (
+    ("fail_on", "--fail-on"),
+    ("pss_level", "--pss-level"),
+    ("allowed_registry", "--allowed-registry"),
+    ("secret_rules", "--secret-rules"),
+)
+"""Flags that tune the built-in default policy. With signed state, Security's bundle decides."""
+
+
+def _context_name(value: str | None, flag: str) -> str | None:
+    if value is not None and not _CONTEXT_NAME.fullmatch(value):
+        raise typer.BadParameter(f"{value!r} is not a lower-case DNS name", param_hint=flag)
+    return value
+
+
+def _refuse_policy_flags(ctx: typer.Context) -> None:
+    for name, flag in POLICY_FLAGS:
+        source = ctx.get_parameter_source(name)
+        if source is not None and source.name != "DEFAULT":
+            how = "the environment" if source.name == "ENVIRONMENT" else "the command line"
+            raise typer.BadParameter(
+                f"cannot be combined with --state (set from {how}): the signed policy bundle decides",
+                param_hint=flag,
+            )
+
+
+def _image_digests(subject: str | None) -> frozenset[str]:
+    if subject is None:
+        return frozenset()
+    from dutyguard.trust.attest import Subject
+
+    try:
+        parsed = Subject.parse(subject)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--subject") from None
+    if parsed.name != "git" and "sha256" in parsed.digest:
+        return frozenset({f"sha256:{parsed.digest['sha256']}"})
+    return frozenset()
+
+
 def scan(
+    ctx: typer.Context,
     paths: list[str] = typer.Argument(
         ...,
         metavar="PATH",
@@ -188,6 +236,55 @@ def scan(
         min=1,
         help="Largest manifest or Dockerfile read; larger inputs are reported as errors.",
     ),
+    state: Path | None = typer.Option(
+        None,
+        "--state",
+        envvar="DUTYGUARD_STATE",
+        metavar="DIR",
+        file_okay=False,
+        help="Enforce the signed policy bundle and exception snapshot in DIR (bundle.dsse.json and "
+        "exceptions.dsse.json, as `dutyguard state pull DIR` saves them). They are verified before "
+        "anything is scanned; any failed check is exit 2.",
+    ),
+    trust: list[str] = typer.Option(
+        [],
+        "--trust",
+        envvar="DUTYGUARD_TRUST",
+        metavar="KEY",
+        help="Public key that signs the state: a PEM file, ed25519:<base64>, or a keyring file "
+        "(repeat during a key rotation).",
+    ),
+    state_file: Path | None = typer.Option(
+        None,
+        "--state-file",
+        envvar="DUTYGUARD_STATE_FILE",
+        metavar="FILE",
+        dir_okay=False,
+        help="Where this runner remembers the state versions it accepted, to refuse older ones "
+        "(default: $XDG_CACHE_HOME/dutyguard/trusted-state.json).",
+    ),
+    server: str | None = typer.Option(
+        None, "--server", metavar="URL", help="Fetch signed state from the control plane (not available yet)."
+    ),
+    app_name: str | None = typer.Option(
+        None,
+        "--app",
+        metavar="APP",
+        help="The app this scan is for: exceptions scoped to an app apply only to it.",
+    ),
+    cluster: str | None = typer.Option(
+        None,
+        "--cluster",
+        metavar="CLUSTER",
+        help="The cluster this is deployed to: exceptions scoped to a cluster apply only to it.",
+    ),
+    subject: str | None = typer.Option(
+        None,
+        "--subject",
+        metavar="SUBJECT",
+        help="What is gated: oci://REGISTRY/IMAGE@sha256:<hex> or git:<commit>. Exceptions scoped "
+        "to an image digest apply only to that image.",
+    ),
 ) -> None:
     """Scan Kubernetes manifests, Dockerfiles and any file tree for secrets; exit 1 when the gate fails."""
     if paths.count("-") > 1:
@@ -198,8 +295,35 @@ def scan(
 
     threshold = Severity.parse(fail_on)
     limits = Limits(max_file_bytes=max_file_size)
-    registry = default_registry(str(secret_rules) if secret_rules else None)
-    policy = Policy(pss_level=pss_level, fail_on=threshold, allowed_registries=tuple(allowed_registry))
+    from dutyguard.exceptions.matcher import MatchContext
+
+    context = MatchContext(
+        app=_context_name(app_name, "--app"),
+        cluster=_context_name(cluster, "--cluster"),
+        image_digests=_image_digests(subject),
+    )
+    if server is not None:
+        raise ConfigError(
+            "--server is not available yet: save the signed state with `dutyguard state pull DIR` "
+            "and scan with --state DIR --trust KEY"
+        )
+    gate = None
+    if state is not None:
+        _refuse_policy_flags(ctx)
+        from dutyguard.trust._time import utc_now
+        from dutyguard.trust.gate import open_state
+        from dutyguard.trust.state import default_state_file
+
+        registry = default_registry()
+        # Every check happens here, before anything is read: a failure is exit 2 (fail closed).
+        gate = open_state(state, trust, state_file or default_state_file(), registry, utc_now())
+        gate.check_scope(context)
+        policy = gate.policy
+    elif trust:
+        raise typer.BadParameter("a trusted key is only used with --state DIR", param_hint="--trust")
+    else:
+        registry = default_registry(str(secret_rules) if secret_rules else None)
+        policy = Policy(pss_level=pss_level, fail_on=threshold, allowed_registries=tuple(allowed_registry))
     scanner = Scanner(registry=registry, sources=default_sources(), policy=policy, limits=limits)
 
     try:
@@ -208,6 +332,8 @@ def scan(
     except KeyboardInterrupt:
         print("dutyguard: interrupted; no decision was made", file=sys.stderr)
         raise typer.Exit(130) from None
+    if gate is not None:
+        report = gate.apply(report, context)
 
     color = output is None and _wants_color(sys.stdout)
     text = output_format.to_formatter().render(report, FormatContext(registry=registry, color=color))

@@ -566,6 +566,12 @@ def audit_verify(
         None, "--key", help="Trusted public key: a PEM file or ed25519:<base64> (needed offline)."
     ),
     server: bool = typer.Option(False, "--server", help="Ask the live server to verify its trail."),
+    known: list[Path] = typer.Option(
+        [],
+        "--known",
+        help="An earlier export (or checkpoint file) whose signed checkpoints you kept: catches truncation "
+        "of everything after them.",
+    ),
     url: str | None = _URL,
     fmt: str = _FMT,
 ) -> None:
@@ -577,7 +583,7 @@ def audit_verify(
         report = _run(fmt, url, lambda c: c.get("/audit/verify"))
     else:
         assert file is not None
-        report = _verify_offline(file, key)
+        report = _verify_offline(file, key, known)
     if fmt == "json":
         _json(report)
     else:
@@ -586,20 +592,44 @@ def audit_verify(
         raise typer.Exit(2)
 
 
-def _verify_offline(file: Path, key: str | None) -> dict[str, Any]:
-    from dutyguard.audit.signing import load_public_key, parse_public_key
+def _verify_offline(file: Path, key: str | None, known: Sequence[Path] = ()) -> dict[str, Any]:
     from dutyguard.audit.verify import verify_export
 
     if not key:
         raise ConfigError(
             "offline verification needs --key (the server's audit public key, pinned out of band)"
         )
-    verifier = (
-        parse_public_key(key.encode("ascii"), "--key")
-        if key.startswith("ed25519:")
-        else load_public_key(Path(key))
-    )
-    return dict(verify_export(file, [verifier]).to_json())
+    return dict(verify_export(file, [_trusted_key(key)], known=_known_checkpoints(known)).to_json())
+
+
+def _trusted_key(key: str) -> Any:
+    from dutyguard.audit.signing import load_public_key, parse_public_key
+
+    if key.startswith("ed25519:"):
+        return parse_public_key(key.encode("ascii"), "--key")
+    return load_public_key(Path(key))
+
+
+def _known_checkpoints(files: Sequence[Path]) -> list[Any]:
+    """Signed checkpoints from earlier exports (each line parsed strictly)."""
+    from dutyguard.audit.checkpoint import SignedCheckpoint
+    from dutyguard.audit.errors import AuditValueError
+    from dutyguard.errors import InputError
+
+    out = []
+    for path in files:
+        try:
+            with path.open("rb") as f:
+                for lineno, line in enumerate(f, 1):
+                    if not line.startswith(b'{"checkpoint":'):
+                        continue
+                    try:
+                        out.append(SignedCheckpoint.from_line(line.rstrip(b"\n")))
+                    except AuditValueError as e:
+                        raise InputError(f"{path}:{lineno}", f"not a checkpoint line ({e})") from None
+        except OSError as e:
+            raise InputError(str(path), e.strerror or "cannot read") from None
+    return out
 
 
 def _print_report(report: Mapping[str, Any]) -> None:

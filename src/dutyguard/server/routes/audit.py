@@ -130,10 +130,19 @@ def verify(caller: Annotated[Caller, Depends(requires(Duty.AUDIT_VERIFY))], rt: 
     """Verify the live trail against the server's checkpoint key; pinpoints any tampering."""
     with rt.db.read() as conn:
         report = verify_database(conn, [rt.signer.verifier], rt.now())
-    _best_effort_record(
-        rt,
-        caller,
-        "audit.verify",
-        {"ok": report.ok, "entries": report.entries, "first_bad_seq": report.first_bad_seq},
-    )
+    if report.ok:
+        _best_effort_record(rt, caller, "audit.verify", {"ok": True, "entries": report.entries})
+    else:
+        # Appending to a chain just found broken would only blur the evidence: alarm instead (AU-9).
+        logger.error(
+            "audit trail verification failed (asked by %s): %s", caller.id, report.problems[0].message
+        )
+        rt.notifier.send(
+            {
+                "event": "audit.tampering_detected",
+                "requested_by": caller.id,
+                "first_bad_seq": report.first_bad_seq,
+                "problems": [p.message for p in report.problems[:20]],
+            }
+        )
     return report.to_json()

@@ -90,8 +90,10 @@ def test_changes_and_refusals_are_entries_with_state_digest(org: Org) -> None:
     org.post("dave", "/teams", {"id": "shadow"})  # refused: devops cannot manage teams
     ok = org.audit(action="team.create", actor="adam")[-1]
     refused = org.audit(action="request.denied", actor="dave")[-1]
-    assert ok["object"] == "team:search" and ok["outcome"] == "success"
-    assert refused["outcome"] == "refused" and refused["details"]["duty"] == "team.manage"
+    assert ok["object"] == "team:search"
+    assert ok["outcome"] == "success"
+    assert refused["outcome"] == "refused"
+    assert refused["details"]["duty"] == "team.manage"
     page = org.get("carol", "/audit/entries", limit=500).json()
     by_seq = {e["seq"]: e for e in page["items"]}
     assert by_seq[ok["seq"]]["roles"] == ["admin"]
@@ -134,7 +136,9 @@ def test_untampered_trail_verifies_everywhere(
     busy: Org, live: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     report = busy.get("carol", "/audit/verify").json()
-    assert report["ok"] is True and report["entries"] == 15 and report["signed_size"] == 12
+    assert report["ok"] is True
+    assert report["entries"] == 15
+    assert report["signed_size"] == 12
     export = tmp_path / "trail.jsonl"
     code, out = cli(monkeypatch, capsys, live, busy.tokens["carol"], "audit", "export", str(export))
     assert code == 0, out
@@ -168,7 +172,8 @@ def test_audit_row_tampering_detected(
     )
     assert code == 2
     server_report = json.loads(out[: out.rindex("}") + 1])
-    assert server_report["ok"] is False and server_report["first_bad_seq"] == seq
+    assert server_report["ok"] is False
+    assert server_report["first_bad_seq"] == seq
 
     export = tmp_path / "trail.jsonl"
     assert cli(monkeypatch, capsys, live, busy.tokens["carol"], "audit", "export", str(export))[0] == 0
@@ -239,7 +244,7 @@ def test_truncation_with_its_checkpoints_caught_by_an_earlier_export(
     )
     assert code == 2
     report = json.loads(out[: out.rindex("}") + 1])
-    assert [(p["kind"], p["seq"]) for p in report["problems"]][0] == ("truncated", 11)
+    assert next((p["kind"], p["seq"]) for p in report["problems"]) == ("truncated", 11)
 
 
 def test_verify_with_the_wrong_key_fails_closed(
@@ -270,4 +275,6 @@ def test_offline_verify_needs_no_server(
     pem.write_bytes(busy.rt.signer.verifier.public_pem())
     code = main(["audit", "verify", str(path), "--key", str(pem), "-f", "json"])
     report = json.loads(capsys.readouterr().out)
-    assert code == 0 and report["ok"] is True and report["signed_size"] == 12
+    assert code == 0
+    assert report["ok"] is True
+    assert report["signed_size"] == 12

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 class Limits:
     max_file_bytes: int = 8 * 1024 * 1024
     """Largest file parsed as Kubernetes YAML/JSON or as a Dockerfile."""
-    max_secret_scan_bytes: int = 4 * 1024 * 1024
+    max_secret_scan_bytes: int = 16 * 1024 * 1024
     """Largest file searched for secrets; larger text files are reported, not scanned partially."""
     max_documents: int = 10_000
     """YAML documents (and List items) per file."""

@@ -9,6 +9,7 @@ version fields are only ever added, never renamed, retyped or removed.
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from typing import Any
 
 from dutyguard.core.model import Finding, ScanReport, SuppressionRequest
@@ -41,10 +42,21 @@ def finding_to_dict(f: Finding, report: ScanReport | None = None) -> dict[str, A
         },
         "fingerprint": f.fingerprint,
         "tags": list(f.tags),
+        "waiver": waiver_to_dict(f),
     }
     if report is not None:
-        out["blocking"] = f.severity.at_least(report.fail_on)
+        out["blocking"] = report.is_blocking(f)
     return out
+
+
+def waiver_to_dict(f: Finding) -> dict[str, str] | None:
+    """The approved exception that waives this finding (it is still reported, no longer blocking)."""
+    if f.waiver is None:
+        return None
+    return {
+        "exception_id": f.waiver.exception_id,
+        "expires": f.waiver.expires.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
 
 
 def suppression_to_dict(s: SuppressionRequest) -> dict[str, Any]:
@@ -77,6 +89,7 @@ def report_to_dict(report: ScanReport, ctx: FormatContext) -> dict[str, Any]:
             "skipped": report.stats.skipped,
             "findings": len(report.findings),
             "blocking": len(report.blocking),
+            "waived": len(report.waived),
             "by_severity": report.counts(),
             "suppression_requests": len(report.suppression_requests),
             "errors": len(report.errors),

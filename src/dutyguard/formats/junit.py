@@ -51,7 +51,7 @@ def _details(f: Finding, blocking: bool) -> str:
     loc = f.location
     lines = [
         f"rule: {f.rule_id} ({f.title})",
-        f"severity: {f.severity.value}{' (blocking)' if blocking else ' (below the fail-on threshold)'}",
+        f"severity: {f.severity.value}{' (blocking)' if blocking else _not_blocking(f)}",
         f"message: {f.message}",
         f"location: {loc.file}{'' if loc.line is None else f':{loc.line}'}",
     ]
@@ -65,6 +65,13 @@ def _details(f: Finding, blocking: bool) -> str:
         f"fingerprint: {f.fingerprint}",
     ]
     return xml_text("\n".join(lines))
+
+
+def _not_blocking(f: Finding) -> str:
+    if f.waiver is None:
+        return " (below the fail-on threshold)"
+    until = f.waiver.expires.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f" (waived by approved exception {f.waiver.exception_id} until {until})"
 
 
 class _Suite:
@@ -90,7 +97,7 @@ class _Suite:
 
 def _finding_cases(suite: _Suite, findings: Sequence[Finding], report: ScanReport) -> None:
     for f in findings:
-        blocking = f.severity.at_least(report.fail_on)
+        blocking = report.is_blocking(f)
         case = suite.case(f.rule_id, _case_name(f), f.location.file, f.location.line)
         if blocking:
             suite.failures += 1

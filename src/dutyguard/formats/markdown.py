@@ -124,9 +124,13 @@ def _severity(s: Severity) -> str:
 
 
 def _finding_row(f: Finding) -> str:
+    message = md_inline(f.message)
+    if f.waiver is not None:
+        until = f.waiver.expires.strftime("%Y-%m-%d")
+        message = f"**waived** by exception {md_code(f.waiver.exception_id, in_table=True)} until {until} · {message}"
     return (
         f"| {_severity(f.severity)} | {md_code(f.rule_id, in_table=True)} | {_where(f, in_table=True)} "
-        f"| {_resource(f, in_table=True)} | {md_inline(f.message)} |\n"
+        f"| {_resource(f, in_table=True)} | {message} |\n"
     )
 
 
@@ -176,6 +180,7 @@ def _summary(report: ScanReport) -> str:
         ("Decision", f"**{decision}** (exit {report.exit_code})"),
         (f"Blocking findings (severity ≥ {report.fail_on.value})", str(len(report.blocking))),
         ("Findings by severity", by_sev),
+        *((("Waived by approved exceptions", str(len(report.waived))),) if report.waived else ()),
         ("Scanned", scanned),
         ("Suppression requests", f"{len(report.suppression_requests)} (reported, never honoured)"),
         ("Errors", str(len(report.errors))),
@@ -242,7 +247,7 @@ class MarkdownFormatter(Formatter):
         omitted_errors = _errors(out, report.errors)
 
         blocking = report.blocking
-        others = [f for f in report.findings if not f.severity.at_least(report.fail_on)]
+        others = [f for f in report.findings if not report.is_blocking(f)]
         omitted = 0
         if blocking:
             if out.add(f"### Blocking findings ({len(blocking)})\n\n"):
@@ -257,7 +262,8 @@ class MarkdownFormatter(Formatter):
         elif report.findings:
             out.add("No finding is at or above the fail-on threshold.\n\n")
         if others:
-            summary = html_inline(f"Findings below the fail-on threshold ({len(others)})")
+            what = "below the fail-on threshold or waived" if report.waived else "below the fail-on threshold"
+            summary = html_inline(f"Findings {what} ({len(others)})")
             if out.add(f"<details><summary>{summary}</summary>\n\n"):
                 omitted += _table(out, others)
                 out.close("</details>\n\n")

@@ -13,6 +13,10 @@ Choices, each documented in ``docs/output-formats.md``:
   writes in a file may hide a finding, so suppression requests are reported as
   ``toolConfigurationNotifications`` (an attempt to configure the tool from the source) and
   listed in the properties of the results they target.
+- A finding waived by an exception Security approved keeps its result, with an ``external``
+  suppression whose status is ``accepted`` and whose justification names the exception and its
+  expiry (the standard way to say "reviewed and accepted elsewhere"); ``properties.waiver``
+  carries the same. This is the only source of ``result.suppressions``.
 - Inputs that could not be read are ``toolExecutionNotifications`` at level ``error`` and make
   ``executionSuccessful`` false.
 - GitHub rejects a run with more than 25,000 results: past that, the least severe results are
@@ -221,7 +225,7 @@ class SarifFormatter(Formatter):
     # --- pieces ---------------------------------------------------------------------------------
     def _result(self, f: Finding, index: int, report: ScanReport, root: str) -> dict[str, Any]:
         loc = f.location
-        blocking = f.severity.at_least(report.fail_on)
+        blocking = report.is_blocking(f)
         artifact, lines_are_real = artifact_location(loc.file, root)
         physical: dict[str, Any] = {"artifactLocation": artifact}
         if lines_are_real and loc.line is not None and loc.line >= 1:
@@ -241,7 +245,18 @@ class SarifFormatter(Formatter):
             properties["suppressionRequests"] = [
                 {"line": s.line, "syntax": s.syntax, "honoured": False} for s in requests
             ]
-        return {
+        suppressions: list[dict[str, Any]] = []
+        if f.waiver is not None:
+            expires = f.waiver.expires.strftime("%Y-%m-%dT%H:%M:%SZ")
+            properties["waiver"] = {"exceptionId": f.waiver.exception_id, "expires": expires}
+            suppressions.append(
+                {
+                    "kind": "external",
+                    "status": "accepted",
+                    "justification": f"waived by approved exception {f.waiver.exception_id} until {expires}",
+                }
+            )
+        result: dict[str, Any] = {
             "ruleId": f.rule_id,
             "ruleIndex": index,
             "level": "error" if blocking else LEVEL[f.severity],
@@ -250,6 +265,9 @@ class SarifFormatter(Formatter):
             "partialFingerprints": {FINGERPRINT_KEY: f.fingerprint},
             "properties": properties,
         }
+        if suppressions:
+            result["suppressions"] = suppressions
+        return result
 
     def _input_error(self, source: str, message: str, root: str) -> dict[str, Any]:
         note = _notification("dutyguard.input-error", "error", message)

@@ -99,7 +99,6 @@ class TableFormatter(Formatter):
         from rich import box
         from rich.table import Table
 
-        blocking_floor = report.fail_on
         for file, findings in _by_file(report.findings).items():
             # A file name is an identifier people copy and grep for: never wrap it.
             console.print(_t(file, _LONG, "bold underline"), soft_wrap=True)
@@ -111,14 +110,19 @@ class TableFormatter(Formatter):
             table.add_column("MESSAGE", overflow="fold", ratio=1)
             for f in findings:
                 sev = f.severity.value.upper()
-                if f.severity.at_least(blocking_floor):
+                message = f.message
+                if report.is_blocking(f):
                     sev += " *"
+                elif f.waiver is not None:
+                    sev += " (waived)"
+                    until = f.waiver.expires.strftime("%Y-%m-%d")
+                    message = f"[waived by exception {f.waiver.exception_id} until {until}] {message}"
                 table.add_row(
                     _t(sev, style=_STYLE[f.severity]),
                     _t(str(f.location.line) if f.location.line is not None else "-"),
                     _t(f.rule_id),
                     _t(_resource(f)),
-                    _t(f.message, _LONG),
+                    _t(message, _LONG),
                 )
             console.print(table)
             console.print()
@@ -210,6 +214,8 @@ class TableFormatter(Formatter):
         table.add_row(_t("Decision"), _t(f"{decision} (exit {code})", style=_DECISION_STYLE[code]))
         table.add_row(_t("Findings"), _t(f"{len(report.findings)}: {by_sev}"))
         table.add_row(_t("Blocking"), _t(f"{blocking} (fail on {report.fail_on.value})"))
+        if report.waived:
+            table.add_row(_t("Waived"), _t(f"{len(report.waived)} (approved exceptions; still shown above)"))
         table.add_row(_t("Scanned"), _t(scanned))
         table.add_row(
             _t("Suppression requests"),

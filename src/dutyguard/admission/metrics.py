@@ -80,6 +80,9 @@ class Gauge:
         self.help = help_text
         self._read = read
 
+    def bind(self, read: Callable[[], float | None]) -> None:
+        self._read = read
+
     def render(self) -> Iterable[str]:
         v = self._read()
         yield f"# HELP {self.name} {self.help}"
@@ -158,18 +161,21 @@ class AdmissionMetrics:
         self.allows_counted = Counter(
             f"{p}_audit_allows_counted_total", "Allowed decisions counted but not sent one by one (sampling)."
         )
+        self.state_age = Gauge(
+            f"{p}_state_age_seconds", "Seconds since the enforced policy state was verified.", state_age
+        )
+        self.state_expires_in = Gauge(
+            f"{p}_state_expires_in_seconds",
+            "Seconds until the enforced policy state expires (absent: no state, or none that expires).",
+            state_expires_in,
+        )
+        self.queue_depth = Gauge(
+            f"{p}_audit_queue_depth", "Decisions waiting to be sent to the control plane.", queue_depth
+        )
         self._gauges = (
-            Gauge(
-                f"{p}_state_age_seconds", "Seconds since the enforced policy state was verified.", state_age
-            ),
-            Gauge(
-                f"{p}_state_expires_in_seconds",
-                "Seconds until the enforced policy state expires (negative: expired).",
-                state_expires_in,
-            ),
-            Gauge(
-                f"{p}_audit_queue_depth", "Decisions waiting to be sent to the control plane.", queue_depth
-            ),
+            self.state_age,
+            self.state_expires_in,
+            self.queue_depth,
             Gauge(f"{p}_start_time_seconds", "Unix time the webhook started.", lambda: self.started),
         )
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dutyguard.admission.app import AdmissionApp
+from dutyguard.admission.state import StateView
 from dutyguard.admission.tls import ReloadingTLS
 
 if TYPE_CHECKING:
@@ -84,3 +86,127 @@ def serve(app: AdmissionApp, options: ServerOptions, sock: socket.socket | None 
         "/validate",
     )
     server.run(sockets=[sock] if sock is not None else None)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """Everything ``dutyguard admission serve`` wires together (the CLI only maps flags here)."""
+
+    control_plane: str | None = None
+    state_dir: Path | None = None
+    trust: tuple[str, ...] = ()
+    cluster: str = ""
+    token_file: Path | None = None
+    cache_dir: Path = Path("/var/cache/dutyguard")
+    control_plane_ca: str | None = None
+    refresh_seconds: float = 30.0
+    fail_mode: str = "deny"
+    attestations_dir: Path | None = None
+    audit_sample_rate: float = 0.01
+    max_body_bytes: int = 8 * 1024 * 1024
+
+
+def assemble(config: WebhookConfig) -> AdmissionApp:
+    """The webhook application for ``config``: state provider, decider, audit shipper, metrics.
+
+    Without a control plane or a state directory the built-in default policy is enforced
+    (labelled unsigned everywhere). With either, ``trust`` is required: nothing unverified is
+    ever enforced.
+    """
+    from datetime import UTC, datetime
+
+    from dutyguard.admission.decide import Decider
+    from dutyguard.admission.metrics import AdmissionMetrics
+    from dutyguard.admission.review import ReviewLimits
+    from dutyguard.admission.state import (
+        AttestationIndex,
+        BuiltinStateProvider,
+        FailMode,
+        StateProvider,
+    )
+    from dutyguard.errors import ConfigError
+    from dutyguard.rules import default_registry
+
+    registry = default_registry()
+    try:
+        mode = FailMode(config.fail_mode)
+    except ValueError:
+        raise ConfigError(f"unknown fail mode {config.fail_mode!r}") from None
+    metrics = AdmissionMetrics()
+    provider: StateProvider
+    sink = None
+    if config.control_plane is None and config.state_dir is None:
+        if config.trust or config.attestations_dir:
+            raise ConfigError("--trust and --require-attestations need --control-plane or --state")
+        provider = BuiltinStateProvider()
+    else:
+        from dutyguard.admission.signed import HttpFetch, SignedStateProvider, token_from_file
+        from dutyguard.trust.keys import load_trust
+
+        keyring = load_trust(list(config.trust))
+        index: Callable[[], AttestationIndex | None] | None = None
+        if config.attestations_dir is not None:
+            from dutyguard.admission.attestations import load_index
+
+            att_dir = config.attestations_dir
+
+            def index() -> AttestationIndex | None:
+                return load_index(att_dir, keyring)
+
+        fetch = None
+        cache = config.cache_dir
+        if config.control_plane is not None:
+            if config.token_file is None:
+                raise ConfigError("--control-plane needs --token-file (tokens are never taken from flags)")
+            if not config.cluster:
+                raise ConfigError("--control-plane needs --cluster NAME")
+            token = token_from_file(config.token_file)
+            fetch = HttpFetch(config.control_plane, token, ca_file=config.control_plane_ca)
+            from dutyguard.admission.audit import AuditOptions, AuditShipper
+
+            sink = AuditShipper(
+                AuditOptions(
+                    url=config.control_plane,
+                    cluster=config.cluster,
+                    allow_sample_rate=config.audit_sample_rate,
+                    ca_file=config.control_plane_ca,
+                ),
+                token,
+                metrics,
+            )
+        elif config.state_dir is not None:
+            cache = config.state_dir
+        provider = SignedStateProvider(
+            keyring,
+            registry,
+            cache,
+            cluster=config.cluster,
+            fetch=fetch,
+            refresh_seconds=config.refresh_seconds,
+            attestations=index,
+        )
+
+    def view_now() -> StateView:
+        return provider.current(datetime.now(UTC))
+
+    def age() -> float | None:
+        return view_now().age_seconds
+
+    def expires_in() -> float | None:
+        st = view_now().state
+        if st is None or st.expires_at is None:
+            return None
+        return (st.expires_at - datetime.now(UTC)).total_seconds()
+
+    metrics.state_age.bind(age)
+    metrics.state_expires_in.bind(expires_in)
+    if sink is not None:
+        shipper = sink
+        metrics.queue_depth.bind(lambda: float(shipper.depth))
+    return AdmissionApp(
+        Decider(registry, fail_mode=mode, cluster=config.cluster),
+        provider,
+        metrics=metrics,
+        sink=sink,
+        limits=ReviewLimits(max_body_bytes=config.max_body_bytes),
+    )

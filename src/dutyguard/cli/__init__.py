@@ -44,7 +44,7 @@ def _root(
 
 
 def _register() -> None:
-    from dutyguard.cli import attest_cmd, gov_cmds, policy_cmd, rules_cmd, scan_cmd, up_cmd
+    from dutyguard.cli import admission_cmd, attest_cmd, gov_cmds, policy_cmd, rules_cmd, scan_cmd, up_cmd
 
     scan_cmd.register(app)
     rules_cmd.register(app)
@@ -52,6 +52,7 @@ def _register() -> None:
     gov_cmds.register(app)
     policy_cmd.register(app)
     attest_cmd.register(app)
+    admission_cmd.register(app)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -43,7 +43,15 @@ def _root(
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(name)s: %(message)s")
 
 
+_registered = False
+
+
 def _register() -> None:
+    # Once per process: typer appends on every registration, and main() runs many times in tests.
+    global _registered
+    if _registered:
+        return
+    _registered = True
     from dutyguard.cli import admission_cmd, attest_cmd, gov_cmds, policy_cmd, rules_cmd, scan_cmd, up_cmd
 
     scan_cmd.register(app)

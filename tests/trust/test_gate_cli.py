@@ -229,7 +229,8 @@ def test_expired_exception_not_applied(
     assert code == 1
     assert all(f["waiver"] is None for f in findings(report))
     summary = report["summary"]
-    assert isinstance(summary, dict) and summary["waived"] == 0
+    assert isinstance(summary, dict)
+    assert summary["waived"] == 0
 
 
 def test_inline_suppression_is_not_an_exception(cp: ControlPlane, runner: Runner, shared_data: Path) -> None:
@@ -239,7 +240,8 @@ def test_inline_suppression_is_not_an_exception(cp: ControlPlane, runner: Runner
     code, report, _ = runner.json(str(shared_data / SUPPRESSED))
     assert code == 1
     requests = report["suppression_requests"]
-    assert isinstance(requests, list) and requests
+    assert isinstance(requests, list)
+    assert requests
     assert all(r["honoured"] is False for r in requests)
     targeted = {rule for r in requests for rule in r["matched_rules"]}
     assert "pss.host-namespaces" in targeted  # checkov.io/skip1: CKV_K8S_1 on line 143
@@ -247,7 +249,8 @@ def test_inline_suppression_is_not_an_exception(cp: ControlPlane, runner: Runner
     assert host_ns
     assert all(f["waiver"] is None and f["blocking"] is True for f in host_ns)
     summary = report["summary"]
-    assert isinstance(summary, dict) and summary["waived"] == 0
+    assert isinstance(summary, dict)
+    assert summary["waived"] == 0
 
 
 # --- more fail-closed cases ------------------------------------------------------------------------
@@ -301,7 +304,8 @@ def test_local_policy_flags_cannot_override_the_signed_bundle(
     cp.pull(runner.state, cp.publish(), cp.snapshot())
     code, out, err = runner.scan(*flag, node_exporter)
     assert code == 2
-    assert flag[0] in err and "signed policy bundle decides" in err
+    assert flag[0] in err
+    assert "signed policy bundle decides" in err
     assert out == ""
 
 

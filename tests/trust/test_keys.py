@@ -33,9 +33,12 @@ def test_keyring_file_keeps_windows(tmp_path: Path) -> None:
     loaded = load_trust([str(path)])
     retired = loaded.get(old.key_id)
     current = loaded.get(new.key_id)
-    assert retired is not None and current is not None
-    assert retired.valid_at(T0) and not retired.valid_at(T1)
-    assert not current.valid_at(T0) and current.valid_at(T1)
+    assert retired is not None
+    assert current is not None
+    assert retired.valid_at(T0)
+    assert not retired.valid_at(T1)
+    assert not current.valid_at(T0)
+    assert current.valid_at(T1)
 
 
 def test_window_is_half_open() -> None:

@@ -100,7 +100,7 @@ def test_signed_bundle_with_unknown_rule_is_malformed() -> None:
     value["bundle"]["spec"]["rules"]["include"].append({"id": "k8s.rule-from-the-future"})
     value["digest"] = "sha256:" + hashlib.sha256(canonical_json(value["bundle"])).hexdigest()
     env = sign_envelope(cp.signer, BUNDLE_PAYLOAD_TYPE, canonical_json(value))
-    with pytest.raises(MalformedError, match="k8s.rule-from-the-future"):
+    with pytest.raises(MalformedError, match=r"k8s\.rule-from-the-future"):
         verifier(cp).update_bundle(env.dumps(), "b")
 
 
@@ -266,5 +266,5 @@ def test_damaged_state_file_fails_closed(tmp_path: Path, content: str) -> None:
 def test_missing_state_files_are_named(tmp_path: Path) -> None:
     cp = ControlPlane()
     ts = verifier(cp)
-    with pytest.raises(MissingError, match="bundle.dsse.json"):
+    with pytest.raises(MissingError, match=r"bundle\.dsse\.json"):
         ts.load_dir(tmp_path)

@@ -92,3 +92,49 @@ def dutyguard_up(
             proc.kill()
             out, _ = proc.communicate()
         lines.extend(out.splitlines())
+
+
+class Receiver:
+    """A webhook receiver on loopback that records every JSON POST."""
+
+    def __init__(self, status: int = 204) -> None:
+        import http.server
+        import json
+
+        received: list[dict[str, object]] = []
+        got = threading.Event()
+        self.received = received
+        self.got = got
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length", "0"))
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(status)
+                self.end_headers()
+                got.set()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Receiver:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def wait_for(self, event: str, timeout_s: float = 10.0) -> dict[str, object]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for item in self.received:
+                if item.get("event") == event:
+                    return item
+            self.got.wait(0.05)
+            self.got.clear()
+        raise TimeoutError(f"no {event} notification within {timeout_s}s (got {self.received})")

@@ -78,6 +78,28 @@ def path_scope(kind: ScopeKind, param: str) -> ScopeOf:
     return of
 
 
+def query_scope(kind: ScopeKind, param: str) -> ScopeOf:
+    """The scope named by a query parameter when given (``?team=payments``), else the organisation."""
+
+    def of(request: Request) -> Scope:
+        value = request.query_params.get(param)
+        if value is None:
+            return ORG
+        try:
+            return Scope(kind, value)
+        except GovernanceError as e:
+            raise Problem(
+                422,
+                "validation",
+                "Invalid request",
+                e.message,
+                errors=[{"field": f"query.{param}", "message": e.message, "code": e.code}],
+            ) from None
+
+    of.__qualname__ = f"query_scope({kind.value}, {param})"
+    return of
+
+
 class Requirement:
     """A route's declared access rule; also the FastAPI dependency that enforces it."""
 

@@ -13,7 +13,7 @@ from dutyguard.governance.scope import Scope, ScopeKind
 from dutyguard.server import pagination, store
 from dutyguard.server.auditing import record
 from dutyguard.server.auth import Caller
-from dutyguard.server.authz import path_scope, requires
+from dutyguard.server.authz import path_scope, query_scope, requires
 from dutyguard.server.problems import Problem, conflict, not_found
 from dutyguard.server.routes._common import RuntimeDep, refusals
 from dutyguard.server.schemas import (
@@ -275,7 +275,7 @@ def asset_scope_of(request: Request) -> Scope:
     return _asset_scope(str(request.path_params.get("kind")), str(request.path_params.get("name")))
 
 
-@router.get("/assets", dependencies=[Depends(requires(Duty.APP_READ))])
+@router.get("/assets", dependencies=[Depends(requires(Duty.APP_READ, query_scope(ScopeKind.TEAM, "team")))])
 def list_assets(
     rt: RuntimeDep,
     limit: pagination.LimitParam = 50,

@@ -123,3 +123,53 @@ def test_canonical_round_trip(value: object) -> None:
 def test_agrees_with_json_dumps_where_code_point_and_utf16_order_coincide(value: dict[str, int]) -> None:
     expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     assert canonical_json(value) == expected
+
+
+_wide = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**60), 2**60)
+    | st.floats(allow_nan=True)
+    | st.text(st.characters(codec="utf-8") | st.sampled_from(["\U0001f600", "\ufb33", "\ue000", "\ud800"])),
+    lambda inner: st.lists(inner, max_size=4)
+    | st.tuples(inner, inner)
+    | st.dictionaries(st.text(st.sampled_from(["a", "\U0001f600", "\ufb33", "1", "\ud83d"]), max_size=3), inner, max_size=4)
+    | st.dictionaries(st.integers(0, 3), inner, max_size=2),
+    max_leaves=25,
+)
+
+
+@given(_wide)
+def test_fast_and_exact_encoders_agree(value: object) -> None:
+    """The C-encoder shortcut must never accept what the exact encoder refuses, nor differ from it."""
+    from dutyguard.audit.canonical import _canonical_slow
+
+    try:
+        exact: bytes | None = _canonical_slow(value)
+    except CanonicalizationError:
+        exact = None
+    try:
+        fast: bytes | None = canonical_json(value)
+    except CanonicalizationError:
+        fast = None
+    assert fast == exact
+    if exact is not None:
+        assert canonical_json(loads_strict(exact)) == exact
+
+
+@given(_json, st.booleans(), st.booleans(), st.sampled_from([(",", ":"), (", ", ": "), (",", ": ")]))
+def test_loads_strict_accepts_exactly_the_canonical_spelling(
+    value: object, sort_keys: bool, ascii_only: bool, separators: tuple[str, str]
+) -> None:
+    data = json.dumps(value, sort_keys=sort_keys, ensure_ascii=ascii_only, separators=separators).encode("utf-8", "surrogatepass")
+    try:
+        canonical = canonical_json(value)
+    except CanonicalizationError:
+        canonical = None
+    try:
+        parsed = loads_strict(data)
+    except CanonicalizationError:
+        assert data != canonical
+    else:
+        assert data == canonical
+        assert parsed == value

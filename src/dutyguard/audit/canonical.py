@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import json.encoder
+import re
 from collections.abc import Callable, Mapping, Sequence
 
 from dutyguard.audit.errors import CanonicalizationError
@@ -94,11 +95,43 @@ def _encode(value: object, out: list[bytes], depth: int) -> None:
         raise CanonicalizationError(f"type {type(value).__name__} has no JSON form")
 
 
-def canonical_json(value: object) -> bytes:
-    """``value`` as RFC 8785 canonical JSON bytes; :class:`CanonicalizationError` if impossible."""
+def _canonical_slow(value: object) -> bytes:
     out: list[bytes] = []
     _encode(value, out, 0)
     return b"".join(out)
+
+
+# The C encoder with JCS's separators. Its key order (code points) is JCS's (UTF-16 code units)
+# whenever no character lies outside the BMP; its output is trusted only when that holds, when no
+# integer could be out of range, and when nesting cannot exceed MAX_DEPTH — otherwise the exact
+# encoder above decides (and says precisely what is wrong).
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False).encode
+_NEEDS_CARE = re.compile(rb"[\xf0-\xf4]|(?:^|[:,\[])-?\d{16}")
+
+
+def _simple(data: bytes) -> bool:
+    return data.count(b"[") + data.count(b"{") <= MAX_DEPTH and _NEEDS_CARE.search(data) is None
+
+
+class _Float(Exception):
+    pass
+
+
+def _float_seen(text: str) -> object:
+    raise _Float
+
+
+def canonical_json(value: object) -> bytes:
+    """``value`` as RFC 8785 canonical JSON bytes; :class:`CanonicalizationError` if impossible."""
+    try:
+        out = _dumps(value).encode("utf-8")
+        # Reading the output back catches what the C encoder converts silently: floats, non-string
+        # keys ("1" for 1), tuples (written as lists). Anything unusual takes the exact path.
+        if _simple(out) and json.loads(out, parse_float=_float_seen) == value:
+            return out
+    except (TypeError, ValueError, RecursionError, UnicodeEncodeError, _Float):
+        pass
+    return _canonical_slow(value)
 
 
 def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
@@ -131,6 +164,10 @@ def loads_strict(data: bytes) -> object:
     except UnicodeDecodeError as e:
         raise CanonicalizationError(f"not UTF-8 at byte {e.start}") from None
     try:
+        value = json.loads(text, parse_float=_refuse_float, parse_constant=_refuse_constant)
+        # Duplicate names, whitespace, order and escapes all change the re-encoded bytes.
+        if _simple(data) and _dumps(value).encode("utf-8") == data:
+            return value
         value = json.loads(
             text,
             object_pairs_hook=_no_duplicates,
@@ -141,8 +178,10 @@ def loads_strict(data: bytes) -> object:
         raise
     except RecursionError:
         raise CanonicalizationError("nesting too deep") from None
+    except UnicodeEncodeError:
+        value = json.loads(text)  # parsed once already: only the re-encoding failed
     except ValueError as e:  # JSONDecodeError, and int() past sys.get_int_max_str_digits
         raise CanonicalizationError(f"not JSON: {e}") from None
-    if canonical_json(value) != data:
+    if _canonical_slow(value) != data:
         raise CanonicalizationError("not in canonical form (RFC 8785)")
     return value

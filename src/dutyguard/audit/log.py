@@ -70,31 +70,83 @@ class Head:
     entry_hash: str
 
 
-def _lock(conn: Connection) -> None:
-    if conn.dialect.name == "postgresql":
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})
+@dataclass(frozen=True, slots=True)
+class _State:
+    """The chain as this transaction knows it: the last entry and the last checkpoint's size."""
+
+    head: Head | None
+    checkpointed: int
 
 
-def _cached_head(conn: Connection) -> Head | None:
-    """The head this transaction wrote last, when it can be trusted without a query.
+# One statement, so one snapshot, for both: taken after the lock (a separate statement).
+_STATE_SQL = (
+    "SELECT (SELECT seq FROM audit_entries ORDER BY seq DESC LIMIT 1),"
+    " (SELECT entry_hash FROM audit_entries ORDER BY seq DESC LIMIT 1),"
+    " (SELECT max(size) FROM audit_checkpoints)"
+)
+
+
+def _state_of(row: Any) -> _State:
+    seq, entry_hash, checkpointed = row
+    head = None if seq is None else Head(int(seq), str(entry_hash))
+    return _State(head, int(checkpointed or 0))
+
+
+def _read_state(conn: Connection, *, lock: bool) -> _State:
+    """The chain's state, taking the chain lock first when ``lock`` (PostgreSQL).
+
+    With psycopg the lock and the read travel as one simple-protocol message of two statements:
+    each statement of such a message takes its own snapshot under READ COMMITTED, so the read
+    still sees everything committed before the lock was granted, at one round trip less.
+    """
+    if not (lock and conn.dialect.name == "postgresql"):
+        return _state_of(conn.exec_driver_sql(_STATE_SQL).one())
+    if conn.dialect.driver != "psycopg":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({LOCK_KEY})")
+        return _state_of(conn.exec_driver_sql(_STATE_SQL).one())
+    import psycopg
+
+    raw: Any = conn.connection.driver_connection
+    sql = f"SELECT pg_advisory_xact_lock({LOCK_KEY}); {_STATE_SQL}"
+    try:
+        cur = raw.execute(sql)
+        cur.nextset()
+        row = cur.fetchone()
+    except psycopg.Error as e:
+        raise sa.exc.DBAPIError(sql, None, e) from e
+    return _state_of(row)
+
+
+def _lock(conn: Connection) -> _State:
+    """Take the chain lock for this transaction (PostgreSQL) and return the state under it."""
+    cached = _cached(conn)
+    if cached is not None:
+        return cached  # this transaction holds the lock already: it wrote the cached head
+    state = _read_state(conn, lock=True)
+    _remember(conn, state)
+    return state
+
+
+def _cached(conn: Connection) -> _State | None:
+    """The state this transaction left behind, when it can be trusted without a query.
 
     Only outside savepoints: a savepoint rolled back after an append would take that entry with
-    it, so appends inside one always read the head and drop the cache.
+    it, so appends inside one always read the state and drop the cache.
     """
     if conn.in_nested_transaction():
         return None
     cached = conn.info.get(_CACHE)
     if cached is None or cached[0] is not conn.get_transaction():
         return None
-    head: Head = cached[1]
-    return head
+    state: _State = cached[1]
+    return state
 
 
-def _remember(conn: Connection, head: Head) -> None:
+def _remember(conn: Connection, state: _State) -> None:
     if conn.in_nested_transaction():
         conn.info.pop(_CACHE, None)
     else:
-        conn.info[_CACHE] = (conn.get_transaction(), head)
+        conn.info[_CACHE] = (conn.get_transaction(), state)
 
 
 def _read_head(conn: Connection) -> Head | None:
@@ -120,10 +172,8 @@ def append(conn: Connection, event: AuditEvent, now: datetime) -> AuditEntry:
     ts = format_ts(now)
     roles_json = canonical_json(list(event.roles))
     details_json = canonical_json(event.details)
-    prev = _cached_head(conn)
-    if prev is None:
-        _lock(conn)
-        prev = _read_head(conn)
+    state = _lock(conn)
+    prev = state.head
     seq = 1 if prev is None else prev.seq + 1
     prev_hash = GENESIS if prev is None else prev.entry_hash
     leaf = leaf_bytes(
@@ -155,7 +205,7 @@ def append(conn: Connection, event: AuditEvent, now: datetime) -> AuditEntry:
             "entry_hash": entry_hash,
         },
     )
-    _remember(conn, Head(seq, entry_hash))
+    _remember(conn, _State(Head(seq, entry_hash), state.checkpointed))
     return AuditEntry(seq=seq, ts=ts, event=event, prev_hash=prev_hash, entry_hash=entry_hash)
 
 
@@ -280,8 +330,8 @@ def checkpoint(conn: Connection, signer: Signer, now: datetime) -> SignedCheckpo
     strictly parsed first; the previous checkpoint's signature (when it is ours) and its stored
     frontier are checked against each other. Any mismatch raises :class:`AuditIntegrityError`.
     """
-    _lock(conn)
-    h = _read_head(conn)
+    state = _lock(conn)
+    h = state.head
     if h is None:
         return None
     row = conn.execute(_LAST_CP).first()
@@ -337,6 +387,7 @@ def checkpoint(conn: Connection, signer: Signer, now: datetime) -> SignedCheckpo
             "frontier": json.dumps([x.hex() for x in frontier.stack]),
         },
     )
+    _remember(conn, _State(h, h.seq))
     return signed
 
 
@@ -346,11 +397,8 @@ def maybe_checkpoint(
     """:func:`checkpoint` when at least ``every_n`` entries are not yet covered by one."""
     if every_n < 1:
         raise ValueError("every_n must be at least 1")
-    h = _cached_head(conn) or _read_head(conn)
-    if h is None:
-        return None
-    last = conn.execute(sa.select(sa.func.max(_C.size))).scalar() or 0
-    if h.seq - int(last) < every_n:
+    state = _cached(conn) or _read_state(conn, lock=False)
+    if state.head is None or state.head.seq - state.checkpointed < every_n:
         return None
     return checkpoint(conn, signer, now)
 

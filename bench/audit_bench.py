@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import multiprocessing as mp
 import os
@@ -113,11 +112,13 @@ def durability(engine: sa.Engine) -> str:
         if engine.dialect.name == "sqlite":
             mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
             sync = conn.exec_driver_sql("PRAGMA synchronous").scalar()
-            assert mode == "wal" and sync == 2, (mode, sync)
+            if (mode, sync) != ("wal", 2):
+                raise SystemExit(f"sqlite is not durable here: journal_mode={mode} synchronous={sync}")
             return "journal_mode=wal synchronous=FULL"
         fsync = conn.exec_driver_sql("SHOW fsync").scalar()
         commit = conn.exec_driver_sql("SHOW synchronous_commit").scalar()
-        assert fsync == "on" and commit == "on", (fsync, commit)
+        if (fsync, commit) != ("on", "on"):
+            raise SystemExit(f"postgresql is not durable here: fsync={fsync} synchronous_commit={commit}")
         return "fsync=on synchronous_commit=on"
 
 
@@ -166,7 +167,10 @@ def bench_appends(label: str, url: str, args: argparse.Namespace, signer: Signer
             runs.append(fn())
         n = args.entries * 5 if name == "batch100" else args.entries
         r = Result(name, label, n, runs)
-        print(f"  append {name:9} {r.rate:9,.0f} entries/s  (runs: {', '.join(f'{x:.2f}s' for x in runs)})", flush=True)
+        print(
+            f"  append {name:9} {r.rate:9,.0f} entries/s  (runs: {', '.join(f'{x:.2f}s' for x in runs)})",
+            flush=True,
+        )
         out.append(r)
     engine.dispose()
     return out
@@ -197,7 +201,11 @@ def bench_verify(args: argparse.Namespace, signer: Signer, workdir: Path) -> lis
     engine.dispose()
 
     out = []
-    for name, file, want_ok in (("verify", path, True), ("verify tail", tail, True), ("diagnose", bad, False)):
+    for name, file, want_ok in (
+        ("verify", path, True),
+        ("verify tail", tail, True),
+        ("diagnose", bad, False),
+    ):
         runs = []
         for _ in range(args.runs):
             t0 = time.perf_counter()
@@ -206,7 +214,10 @@ def bench_verify(args: argparse.Namespace, signer: Signer, workdir: Path) -> lis
             assert report.ok == want_ok, [p.message for p in report.problems][:3]
             assert report.entries == n
         r = Result(name, "offline file", n, runs)
-        print(f"  {name:16} {r.rate:11,.0f} entries/s  ({size_mb:.0f} MB, {cps} checkpoints; runs: {', '.join(f'{x:.2f}s' for x in runs)})", flush=True)
+        print(
+            f"  {name:16} {r.rate:11,.0f} entries/s  ({size_mb:.0f} MB, {cps} checkpoints; runs: {', '.join(f'{x:.2f}s' for x in runs)})",
+            flush=True,
+        )
         out.append(r)
     return out
 
@@ -279,7 +290,8 @@ def main() -> int:
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(
         json.dumps(
-            {"meta": meta, "results": [{**asdict(r), "entries_per_s": round(r.rate)} for r in results]}, indent=2
+            {"meta": meta, "results": [{**asdict(r), "entries_per_s": round(r.rate)} for r in results]},
+            indent=2,
         )
         + "\n"
     )

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from dutyguard.core.evaluate import evaluate
+from dutyguard.core.evaluate import Evaluator
 from dutyguard.core.model import Finding, ScanError, ScanReport, ScanStats, SuppressionRequest
 from dutyguard.core.policy import Policy
 from dutyguard.core.resource import Resource
@@ -37,6 +37,7 @@ class Scanner:
         errors: list[ScanError] = []
         suppressions: list[SuppressionRequest] = []
         files = resources_n = skipped = 0
+        evaluator = Evaluator(self.registry, self.policy)
         for item in discover(paths, self.limits, stdin):
             if isinstance(item, Skipped):
                 skipped += 1
@@ -50,7 +51,7 @@ class Scanner:
             resources, errs = self.read(item)
             errors.extend(errs)
             resources_n += len(resources)
-            ev = evaluate(self.registry, self.policy, resources)
+            ev = evaluator.evaluate(resources)
             findings.extend(ev.findings)
             errors.extend(ev.errors)
             if not item.is_binary:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dutyguard.core.model import Finding, ScanError, fingerprint
+from dutyguard.core.model import Finding, ScanError, Severity, fingerprint
 from dutyguard.core.policy import Policy, PSSLevel
 from dutyguard.core.resource import Resource
 from dutyguard.core.rule import AnyRule, RuleRegistry
@@ -22,51 +22,70 @@ class Evaluation:
     errors: tuple[ScanError, ...]
 
 
-def _rules_for(
-    registry: RuleRegistry, policy: Policy, cache: dict[tuple[type, PSSLevel], tuple[AnyRule, ...]], t: type
-) -> tuple[AnyRule, ...]:
-    key = (t, policy.pss_level)
-    rules = cache.get(key)
-    if rules is None:
-        rules = tuple(r for r in registry.for_target(t) if policy.applies(r.meta))
-        cache[key] = rules
-    return rules
+class Evaluator:
+    """The rules of one policy, resolved once per (resource type, Pod Security level), applied to
+    any number of resources.
+
+    Immutable after construction apart from caches filled idempotently, so one instance may be
+    shared by concurrent requests (the admission webhook keeps one per verified policy).
+    """
+
+    def __init__(self, registry: RuleRegistry, policy: Policy) -> None:
+        self.registry = registry
+        self.policy = policy
+        self._rules: dict[tuple[type, PSSLevel], tuple[tuple[AnyRule, Severity], ...]] = {}
+        # A policy bundle may give some namespaces another Pod Security level.
+        self._by_namespace: dict[str | None, Policy] | None = {} if policy.namespace_pss_levels else None
+
+    def _policy_for(self, namespace: str | None) -> Policy:
+        if self._by_namespace is None:
+            return self.policy
+        p = self._by_namespace.get(namespace)
+        if p is None:
+            p = self._by_namespace.setdefault(namespace, self.policy.for_namespace(namespace))
+        return p
+
+    def _rules_for(self, t: type, policy: Policy) -> tuple[tuple[AnyRule, Severity], ...]:
+        key = (t, policy.pss_level)
+        rules = self._rules.get(key)
+        if rules is None:
+            rules = tuple(
+                (r, policy.severity_of(r.meta)) for r in self.registry.for_target(t) if policy.applies(r.meta)
+            )
+            self._rules[key] = rules
+        return rules
+
+    def evaluate(self, resources: Iterable[Resource]) -> Evaluation:
+        findings: list[Finding] = []
+        errors: list[ScanError] = []
+        for res in resources:
+            policy = self._policy_for(res.namespace)
+            identity = res.identity()
+            for rule, severity in self._rules_for(type(res), policy):
+                meta = rule.meta
+                try:
+                    violations = list(rule.check(res, policy))
+                except Exception as e:  # a crashing rule must fail the input, not the whole scan
+                    err = RuleError(meta.id, res.source, e)
+                    errors.append(ScanError(res.source, err.diagnostics()))
+                    continue
+                for v in violations:
+                    findings.append(
+                        Finding(
+                            rule_id=meta.id,
+                            title=meta.title,
+                            severity=v.severity or severity,
+                            message=v.message,
+                            remediation=meta.remediation,
+                            controls=meta.controls,
+                            location=res.locate(v.path, v.container),
+                            fingerprint=fingerprint(meta.id, (*identity, *res.fingerprint_parts(v))),
+                            tags=meta.tags,
+                        )
+                    )
+        return Evaluation(tuple(findings), tuple(errors))
 
 
 def evaluate(registry: RuleRegistry, policy: Policy, resources: Iterable[Resource]) -> Evaluation:
-    findings: list[Finding] = []
-    errors: list[ScanError] = []
-    cache: dict[tuple[type, PSSLevel], tuple[AnyRule, ...]] = {}
-    # A policy bundle may give some namespaces another Pod Security level.
-    by_namespace: dict[str | None, Policy] | None = {} if policy.namespace_pss_levels else None
-    base = policy
-    for res in resources:
-        if by_namespace is not None:
-            ns = res.namespace
-            policy = by_namespace.get(ns) or by_namespace.setdefault(ns, base.for_namespace(ns))
-        identity = res.identity()
-        for rule in _rules_for(registry, policy, cache, type(res)):
-            meta = rule.meta
-            try:
-                violations = list(rule.check(res, policy))
-            except Exception as e:
-                err = RuleError(meta.id, res.source, e)
-                errors.append(ScanError(res.source, err.diagnostics()))
-                continue
-            severity = policy.severity_of(meta)
-            for v in violations:
-                fp = fingerprint(meta.id, (*identity, *res.fingerprint_parts(v)))
-                findings.append(
-                    Finding(
-                        rule_id=meta.id,
-                        title=meta.title,
-                        severity=v.severity or severity,
-                        message=v.message,
-                        remediation=meta.remediation,
-                        controls=meta.controls,
-                        location=res.locate(v.path, v.container),
-                        fingerprint=fp,
-                        tags=meta.tags,
-                    )
-                )
-    return Evaluation(tuple(findings), tuple(errors))
+    """One-shot evaluation; keep an :class:`Evaluator` to evaluate many batches under one policy."""
+    return Evaluator(registry, policy).evaluate(resources)

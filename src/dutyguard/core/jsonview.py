@@ -16,10 +16,16 @@ _MISSING = object()
 
 
 def as_map(value: object) -> JSONMap | None:
+    # Exact-type check first: parsed documents are plain dicts, and the ABC check is slow on
+    # the hot path (every rule reads dozens of fields per object).
+    if type(value) is dict:
+        return value
     return value if isinstance(value, Mapping) else None
 
 
 def as_list(value: object) -> Sequence[object] | None:
+    if type(value) is list:
+        return value
     return value if isinstance(value, list | tuple) else None
 
 

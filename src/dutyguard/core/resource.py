@@ -8,7 +8,6 @@ with the source that makes them (``dutyguard.sources.*``).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-
 from typing import TYPE_CHECKING
 
 from dutyguard.core.model import JSONPath, Location, render_path

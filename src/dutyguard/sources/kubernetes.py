@@ -58,6 +58,29 @@ class K8sObject(Resource):
     line: int | None = None
     base: JSONPath = ()
     """Prefix of this object inside its YAML document (``('items', 3)`` for a List item)."""
+    # Derived once: every rule asks for these, many times per object.
+    kind: str = field(init=False)
+    name: str | None = field(init=False)
+    namespace: str | None = field(init=False)
+    pod_spec_path: JSONPath | None = field(init=False)
+    _containers: tuple[ContainerRef, ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        md = jv.as_map(self.doc.get("metadata")) or {}
+        kind = jv.as_str(self.doc.get("kind")) or ""
+        spec_path = POD_SPEC_PATHS.get(kind)
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "name", jv.as_str(md.get("name")) or jv.as_str(md.get("generateName")))
+        object.__setattr__(self, "namespace", jv.as_str(md.get("namespace")))
+        object.__setattr__(self, "pod_spec_path", spec_path)
+        refs: list[ContainerRef] = []
+        if spec_path is not None:
+            for list_name in CONTAINER_LISTS:
+                for i, c in jv.items(self.doc, (*spec_path, list_name)):
+                    m = jv.as_map(c)
+                    if m is not None:
+                        refs.append(ContainerRef(list_name, i, (*spec_path, list_name, i), m))
+        object.__setattr__(self, "_containers", tuple(refs))
 
     # --- Resource -----------------------------------------------------------------------------
     @property
@@ -91,25 +114,8 @@ class K8sObject(Resource):
         return jv.as_str(self.doc.get("apiVersion")) or ""
 
     @property
-    def kind(self) -> str:
-        return jv.as_str(self.doc.get("kind")) or ""
-
-    @property
     def metadata(self) -> jv.JSONMap:
         return jv.as_map(self.doc.get("metadata")) or {}
-
-    @property
-    def name(self) -> str | None:
-        md = self.metadata
-        return jv.as_str(md.get("name")) or jv.as_str(md.get("generateName"))
-
-    @property
-    def namespace(self) -> str | None:
-        return jv.as_str(self.metadata.get("namespace"))
-
-    @property
-    def pod_spec_path(self) -> JSONPath | None:
-        return POD_SPEC_PATHS.get(self.kind)
 
     @property
     def pod_meta_path(self) -> JSONPath | None:
@@ -128,14 +134,10 @@ class K8sObject(Resource):
 
     def containers(self, lists: Sequence[str] = CONTAINER_LISTS) -> Iterator[ContainerRef]:
         """Every container of the pod template, init and ephemeral ones included."""
-        spec_path = self.pod_spec_path
-        if spec_path is None:
-            return
-        for list_name in lists:
-            for i, c in jv.items(self.doc, (*spec_path, list_name)):
-                m = jv.as_map(c)
-                if m is not None:
-                    yield ContainerRef(list_name, i, (*spec_path, list_name, i), m)
+        if lists is CONTAINER_LISTS:
+            yield from self._containers
+        else:
+            yield from (c for c in self._containers if c.list_name in lists)
 
 
 def is_manifest_name(filename: str) -> bool:

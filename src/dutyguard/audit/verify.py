@@ -99,7 +99,12 @@ class Problem:
             where = f"entry {self.seq}"
         else:
             where = f"entries {self.seq}..{self.last_seq}"
-        at = f" (line {self.line})" if self.line is not None else ""
+        if self.line is None:
+            at = ""
+        elif self.kind is ProblemKind.DELETED:
+            at = f" (before line {self.line})"
+        else:
+            at = f" (line {self.line})"
         return f"{where}{at}: {self.kind.value}: {self.detail}"
 
     def to_json(self) -> dict[str, object]:

@@ -158,23 +158,24 @@ def test_migrations_install_the_append_only_guards(database_url: str) -> None:
     db = dbmod.Database(database_url)
     try:
         dbmod.upgrade(db)
-        with pytest.raises(sa.exc.DBAPIError, match="append-only"), db.write() as conn:
-            conn.execute(
-                dutyguard.audit.tables.audit_entries.insert().values(
-                    seq=1,
-                    ts="t",
-                    actor="a",
-                    roles="[]",
-                    action="x",
-                    object="",
-                    outcome="success",
-                    state_digest=None,
-                    details="{}",
-                    prev_hash="0" * 64,
-                    entry_hash="1" * 64,
-                )
-            )
-            conn.exec_driver_sql("DELETE FROM audit_entries")
+        row = {
+            "seq": 1,
+            "ts": "t",
+            "actor": "a",
+            "roles": "[]",
+            "action": "x",
+            "object": "",
+            "outcome": "success",
+            "state_digest": None,
+            "details": "{}",
+            "prev_hash": "0" * 64,
+            "entry_hash": "1" * 64,
+        }
+        with db.write() as conn:
+            conn.execute(dutyguard.audit.tables.audit_entries.insert().values(**row))
+        for stmt in ("UPDATE audit_entries SET actor = 'mallory'", "DELETE FROM audit_entries"):
+            with pytest.raises(sa.exc.DBAPIError, match="append-only"), db.write() as conn:
+                conn.exec_driver_sql(stmt)
     finally:
         db.dispose()
 

@@ -131,10 +131,16 @@ _wide = st.recursive(
     | st.integers(-(2**60), 2**60)
     | st.floats(allow_nan=True)
     | st.text(st.characters(codec="utf-8") | st.sampled_from(["\U0001f600", "\ufb33", "\ue000", "\ud800"])),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.tuples(inner, inner)
-    | st.dictionaries(st.text(st.sampled_from(["a", "\U0001f600", "\ufb33", "1", "\ud83d"]), max_size=3), inner, max_size=4)
-    | st.dictionaries(st.integers(0, 3), inner, max_size=2),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.dictionaries(
+            st.text(st.sampled_from(["a", "\U0001f600", "\ufb33", "1", "\ud83d"]), max_size=3),
+            inner,
+            max_size=4,
+        )
+        | st.dictionaries(st.integers(0, 3), inner, max_size=2)
+    ),
     max_leaves=25,
 )
 
@@ -161,7 +167,9 @@ def test_fast_and_exact_encoders_agree(value: object) -> None:
 def test_loads_strict_accepts_exactly_the_canonical_spelling(
     value: object, sort_keys: bool, ascii_only: bool, separators: tuple[str, str]
 ) -> None:
-    data = json.dumps(value, sort_keys=sort_keys, ensure_ascii=ascii_only, separators=separators).encode("utf-8", "surrogatepass")
+    data = json.dumps(value, sort_keys=sort_keys, ensure_ascii=ascii_only, separators=separators).encode(
+        "utf-8", "surrogatepass"
+    )
     try:
         canonical = canonical_json(value)
     except CanonicalizationError:

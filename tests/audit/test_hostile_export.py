@@ -207,3 +207,28 @@ def test_non_seekable_stream_is_verified(clean: bytes, signer: Signer) -> None:
         report = verify_export(pipe, [signer.verifier])
     assert report.ok
     assert report.entries == N
+
+
+def test_removed_checkpoint_line_is_reported_against_the_header(clean: bytes, signer: Signer) -> None:
+    lines = split(clean)
+    assert lines[2].startswith(b'{"checkpoint":{')
+    assert b'"size":20,' in lines[2]
+    del lines[2]
+    report = verify(join(lines), signer)
+    assert [(p.kind, p.seq) for p in report.problems] == [(ProblemKind.TRUNCATED, None)]
+    assert "checkpoint lines were removed" in report.problems[0].detail
+    assert report.signed_size == 10
+
+
+def test_given_checkpoint_that_does_not_verify_is_reported(
+    clean: bytes, signer: Signer, other_signer: Signer
+) -> None:
+    from dutyguard.audit.checkpoint import SignedCheckpoint, sign_checkpoint
+
+    real = SignedCheckpoint.from_line(split(clean)[2])
+    foreign = sign_checkpoint(
+        other_signer, size=30, head=real.checkpoint.head, root=real.checkpoint.root, ts=real.checkpoint.ts
+    )
+    report = verify_export(io.BytesIO(clean), [signer.verifier], known=[foreign])
+    assert [p.kind for p in report.problems] == [ProblemKind.BAD_CHECKPOINT]
+    assert report.problems[0].detail.startswith("given checkpoint at size 30: signed by key")

@@ -109,9 +109,10 @@ def _read_state(conn: Connection, *, lock: bool) -> _State:
     raw: Any = conn.connection.driver_connection
     sql = f"SELECT pg_advisory_xact_lock({LOCK_KEY}); {_STATE_SQL}"
     try:
-        cur = raw.execute(sql)
-        cur.nextset()
-        row = cur.fetchone()
+        with raw.cursor() as cur:
+            cur.execute(sql)
+            cur.nextset()
+            row = cur.fetchone()
     except psycopg.Error as e:
         raise sa.exc.DBAPIError(sql, None, e) from e
     return _state_of(row)

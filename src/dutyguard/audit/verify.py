@@ -357,11 +357,15 @@ def _verify(
     if consumed != announced_cps:
         trust.problems.append(
             Problem(
-                ProblemKind.TRUNCATED,
+                ProblemKind.TRUNCATED if consumed < announced_cps else ProblemKind.BAD_CHECKPOINT,
                 None,
                 None,
                 f"the header announces {announced_cps} checkpoints but the file holds {consumed}: "
-                "checkpoint lines were removed or added",
+                + (
+                    "checkpoint lines were removed"
+                    if consumed < announced_cps
+                    else "checkpoint lines were added"
+                ),
             )
         )
 
@@ -509,7 +513,8 @@ def _parse_entry_line(lineno: int, line: bytes, source: str, pos: int) -> _Rec:
         if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1 or not isinstance(prev, str):
             raise _format_error(source, lineno, f"entry has no valid chain position ({e})", line) from None
     h = hashlib.sha256(b"\x00" + leaf).hexdigest()
-    return _Rec(pos, lineno, seq, prev, h, stored, leaf, malformed)
+    # The leaf is kept only where a renumbering search may need it: memory stays per-entry small.
+    return _Rec(pos, lineno, seq, prev, h, stored, leaf if h != stored else b"", malformed)
 
 
 def _lis(seqs: Sequence[int]) -> set[int]:

@@ -151,6 +151,8 @@ class _Parser:
         self.rule_ids = frozenset(rule.meta.id for rule in registry)
         self.packs = frozenset(rule.meta.pack for rule in registry)
         self.tags = frozenset(t for rule in registry for t in rule.meta.tags)
+        # False once spec.rules has a problem: "not selected" errors would then be noise.
+        self.selection_ok = True
 
     # --- document -------------------------------------------------------------------------------
     def bundle(self, value: object) -> PolicyBundle | None:
@@ -215,8 +217,10 @@ class _Parser:
         m = self.r.mapping(value, path, optional=("include", "exclude"))
         if m is None:
             return None, (), self.rule_ids
+        before = len(self.r.problems)
         include = self.selectors(m["include"], (*path, "include")) if "include" in m else None
         exclude = self.selectors(m.get("exclude", []), (*path, "exclude"))
+        self.selection_ok = len(self.r.problems) == before
         enabled = set(self.rule_ids) if include is None else set().union(*(self.select(s) for s in include))
         for s in exclude:
             enabled -= self.select(s)
@@ -262,6 +266,8 @@ class _Parser:
             )
             return False
         if key not in enabled:
+            if not self.selection_ok:
+                return False
             self.r.error(
                 path, f"rule {key!r} is not selected by spec.rules, so this setting would never apply"
             )

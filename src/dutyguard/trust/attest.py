@@ -33,6 +33,7 @@ from datetime import datetime
 
 from dutyguard.audit.errors import CanonicalizationError
 from dutyguard.audit.signing import Signer
+from dutyguard.core.model import ScanReport
 from dutyguard.trust._time import format_time, parse_time
 from dutyguard.trust.dsse import Envelope, parse_envelope, sign_envelope, verify_envelope
 from dutyguard.trust.errors import MalformedError, SignatureError, SubjectMismatchError
@@ -140,6 +141,50 @@ class GatePredicate:
             "breakglass": {"grantId": self.breakglass_grant} if self.breakglass_grant else None,
             "scanner": {"name": "dutyguard", "version": self.scanner_version},
         }
+
+
+def predicate_from_report(
+    report: ScanReport,
+    *,
+    policy_name: str,
+    policy_issuer: str,
+    policy_version: int,
+    policy_digest: str,
+    snapshot_version: int,
+    submitter: str,
+    time: datetime,
+    breakglass_grant: str | None = None,
+) -> GatePredicate:
+    """The predicate for a gate decision (the control plane calls this on a submitted report).
+
+    The decision follows the report: ``pass`` when nothing blocks and every input was read,
+    else ``fail``, or ``breakglass`` when a grant lets a failed gate through.
+    """
+    from dutyguard import __version__
+
+    failing = bool(report.blocking) or bool(report.errors)
+    if breakglass_grant is not None and not failing:
+        raise ValueError("break-glass is for a blocked gate; this one passes")
+    decision = "pass" if not failing else ("breakglass" if breakglass_grant else "fail")
+    return GatePredicate(
+        decision=decision,
+        policy_name=policy_name,
+        policy_issuer=policy_issuer,
+        policy_version=policy_version,
+        policy_digest=policy_digest,
+        snapshot_version=snapshot_version,
+        blocking=tuple(FindingRef(f.rule_id, f.severity.value, f.fingerprint) for f in report.blocking),
+        waived=tuple(
+            FindingRef(f.rule_id, f.severity.value, f.fingerprint, f.waiver.exception_id, f.waiver.expires)
+            for f in report.findings
+            if f.waiver is not None
+        ),
+        errors=len(report.errors),
+        submitter=submitter,
+        time=time,
+        breakglass_grant=breakglass_grant,
+        scanner_version=__version__,
+    )
 
 
 @dataclass(frozen=True, slots=True)

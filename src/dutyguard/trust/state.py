@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
+from typing import TypeGuard
 
 from dutyguard.audit.errors import CanonicalizationError
 from dutyguard.audit.signing import Signer
@@ -81,7 +82,7 @@ _ISSUER_MAX = 253
 _HEX64 = frozenset("0123456789abcdef")
 
 
-def _is_digest(value: object) -> bool:
+def _is_digest(value: object) -> TypeGuard[str]:
     return (
         isinstance(value, str)
         and value.startswith(DIGEST_PREFIX)
@@ -348,7 +349,6 @@ class TrustedState:
             raise MalformedError(source, "digest is not sha256:<64 hex digits>")
         if previous is not None and not _is_digest(previous):
             raise MalformedError(source, "previousDigest is not sha256:<64 hex digits> or null")
-        assert isinstance(digest, str) and (previous is None or isinstance(previous, str))
         try:
             from dutyguard.policy.parse import parse_bundle
 
@@ -366,7 +366,9 @@ class TrustedState:
         self._check_keys(keys, issued_at, source)
         self._check_time(issued_at, expires, MAX_BUNDLE_LIFETIME, source, f"bundle v{version}")
         self._check_rollback(self.seen.bundles.get(issuer), version, digest, issuer, source, "bundle")
-        published = PublishedBundle(issuer, version, issued_at, expires, bundle, previous)
+        published = PublishedBundle(
+            issuer, version, issued_at, expires, bundle, previous if isinstance(previous, str) else None
+        )
         self.bundle = VerifiedBundle(published, keys, source)
         return self.bundle
 

@@ -202,3 +202,23 @@ def test_a_fresh_trail_verifies(engine: Engine, signer: Signer) -> None:
     assert report.ok, [p.message for p in report.problems]
     assert (report.entries, report.signed_size, report.unsigned_entries) == (25, 20, 5)
     assert report.first_bad_seq is None
+
+
+def test_max_age_signs_a_quiet_trail(engine: Engine, signer: Signer) -> None:
+    fill(engine, signer, 3, every=100)
+    minute = timedelta(minutes=1)
+    with log.transaction(engine) as conn:
+        assert log.maybe_checkpoint(conn, signer, 100, T0 + minute) is None
+        first = log.maybe_checkpoint(conn, signer, 100, T0 + minute, max_age=5 * minute)
+    assert first is not None
+    assert first.checkpoint.size == 3  # never signed before: due at once
+    with log.transaction(engine) as conn:
+        log.append(conn, event(3), T0 + 2 * minute)
+        assert log.maybe_checkpoint(conn, signer, 100, T0 + 3 * minute, max_age=5 * minute) is None
+    with log.transaction(engine) as conn:
+        again = log.maybe_checkpoint(conn, signer, 100, T0 + 7 * minute, max_age=5 * minute)
+        assert again is not None
+        assert again.checkpoint.size == 4
+        assert (
+            log.maybe_checkpoint(conn, signer, 100, T0 + 60 * minute, max_age=5 * minute) is None
+        )  # nothing new

@@ -21,7 +21,7 @@ not pay for them); import the module you need. The interface, as the server uses
     commits with the change it records). PostgreSQL: READ COMMITTED; ``append`` takes the chain's
     advisory lock. SQLite: the transaction must have begun with ``BEGIN IMMEDIATE``.
     ``transaction(engine)`` opens such a transaction on a plain engine (WAL, ``synchronous=FULL``).
-    ``maybe_checkpoint(conn, signer, every_n, now)`` / ``checkpoint(conn, signer, now)`` sign the
+    ``maybe_checkpoint(conn, signer, every_n, now, max_age=None)`` / ``checkpoint(conn, signer, now)`` sign the
     head and Merkle root after verifying the entries they cover (``AuditIntegrityError`` if the
     stored chain was tampered with: fail closed). ``head``, ``entries(conn, after, limit)``,
     ``checkpoints``, ``latest_checkpoint``, ``prove_inclusion(conn, seq, size) -> InclusionProof``.

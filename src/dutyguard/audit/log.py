@@ -30,7 +30,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import sqlalchemy as sa
@@ -72,24 +72,26 @@ class Head:
 
 @dataclass(frozen=True, slots=True)
 class _State:
-    """The chain as this transaction knows it: the last entry and the last checkpoint's size."""
+    """The chain as this transaction knows it: the last entry, the last checkpoint's size and time."""
 
     head: Head | None
     checkpointed: int
+    checkpoint_ts: str | None
 
 
-# One statement, so one snapshot, for both: taken after the lock (a separate statement).
+# One statement, so one snapshot, for all: taken after the lock (a separate statement).
 _STATE_SQL = (
     "SELECT (SELECT seq FROM audit_entries ORDER BY seq DESC LIMIT 1),"
     " (SELECT entry_hash FROM audit_entries ORDER BY seq DESC LIMIT 1),"
-    " (SELECT max(size) FROM audit_checkpoints)"
+    " (SELECT size FROM audit_checkpoints ORDER BY size DESC LIMIT 1),"
+    " (SELECT ts FROM audit_checkpoints ORDER BY size DESC LIMIT 1)"
 )
 
 
 def _state_of(row: Any) -> _State:
-    seq, entry_hash, checkpointed = row
+    seq, entry_hash, checkpointed, checkpoint_ts = row
     head = None if seq is None else Head(int(seq), str(entry_hash))
-    return _State(head, int(checkpointed or 0))
+    return _State(head, int(checkpointed or 0), None if checkpoint_ts is None else str(checkpoint_ts))
 
 
 def _read_state(conn: Connection, *, lock: bool) -> _State:
@@ -206,7 +208,7 @@ def append(conn: Connection, event: AuditEvent, now: datetime) -> AuditEntry:
             "entry_hash": entry_hash,
         },
     )
-    _remember(conn, _State(Head(seq, entry_hash), state.checkpointed))
+    _remember(conn, _State(Head(seq, entry_hash), state.checkpointed, state.checkpoint_ts))
     return AuditEntry(seq=seq, ts=ts, event=event, prev_hash=prev_hash, entry_hash=entry_hash)
 
 
@@ -388,20 +390,30 @@ def checkpoint(conn: Connection, signer: Signer, now: datetime) -> SignedCheckpo
             "frontier": json.dumps([x.hex() for x in frontier.stack]),
         },
     )
-    _remember(conn, _State(h, h.seq))
+    _remember(conn, _State(h, h.seq, signed.checkpoint.ts))
     return signed
 
 
 def maybe_checkpoint(
-    conn: Connection, signer: Signer, every_n: int, now: datetime
+    conn: Connection,
+    signer: Signer,
+    every_n: int,
+    now: datetime,
+    *,
+    max_age: timedelta | None = None,
 ) -> SignedCheckpoint | None:
-    """:func:`checkpoint` when at least ``every_n`` entries are not yet covered by one."""
+    """:func:`checkpoint` when at least ``every_n`` entries are not yet covered by one, or — with
+    ``max_age`` — when any entry is uncovered and the last checkpoint is older than that (so a
+    quiet trail is not left unsigned for long: the window §5 of docs/audit.md speaks of)."""
     if every_n < 1:
         raise ValueError("every_n must be at least 1")
     state = _cached(conn) or _read_state(conn, lock=False)
-    if state.head is None or state.head.seq - state.checkpointed < every_n:
+    if state.head is None or state.head.seq == state.checkpointed:
         return None
-    return checkpoint(conn, signer, now)
+    due = state.head.seq - state.checkpointed >= every_n
+    if not due and max_age is not None:
+        due = state.checkpoint_ts is None or state.checkpoint_ts <= format_ts(now - max_age)
+    return checkpoint(conn, signer, now) if due else None
 
 
 # -- proofs -------------------------------------------------------------------------------------

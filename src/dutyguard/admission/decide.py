@@ -25,6 +25,7 @@ whose kind contradicts the request) is denied with a message saying what was wro
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,6 +44,7 @@ from dutyguard.core import jsonview as jv
 from dutyguard.core.evaluate import evaluate
 from dutyguard.core.model import Finding, Waiver
 from dutyguard.core.policy import Policy
+from dutyguard.core.resource import Resource
 from dutyguard.core.rule import RuleRegistry
 from dutyguard.errors import DutyguardError
 from dutyguard.limits import DEFAULT_LIMITS
@@ -201,7 +203,7 @@ class Decider:
         exceptions: bool = True,
     ) -> Decision:
         policy = state.policy_for(subject.namespace)
-        ev = evaluate(self.registry, policy, [obj])
+        ev = evaluate(self.registry, policy, [obj, *object_text(obj, subject)])
         if ev.errors:
             return Decision(
                 Outcome.DENY,
@@ -326,6 +328,21 @@ def admitted_object(request: AdmissionRequest, doc: Mapping[str, Any]) -> K8sObj
     if len(objs) != 1:
         raise _Refused("the object is not a Kubernetes object with apiVersion and kind")
     return objs[0]
+
+
+def object_text(obj: K8sObject, subject: Subject) -> Sequence[Resource]:
+    """The object as text, for the rules the gate runs on every file's text (secrets).
+
+    JSON with one key per line: a manifest written that way is scanned identically by the gate,
+    and line-oriented patterns see one key/value pair per line, as in YAML. The name is the
+    object's identity, so a secret found again in the same workload keeps its fingerprint.
+    """
+    from dutyguard.sources.interface import InputFile
+    from dutyguard.sources.text import TextSource
+
+    text = json.dumps(obj.doc, indent=1, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    name = f"{subject.kind}/{subject.namespace or '-'}/{subject.name or '-'}.json"
+    return TextSource().load(InputFile(name=name, data=text, size=len(text), origin="file"), DEFAULT_LIMITS)
 
 
 class _Refused(DutyguardError):

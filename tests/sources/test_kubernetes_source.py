@@ -75,9 +75,9 @@ def test_fingerprint_survives_line_moves() -> None:
     ("name", "data", "needle"),
     [
         ("junk.yaml", os.urandom(4096).replace(b"\x00", b"") + b"\x00", "binary data"),
-        ("latin1.yaml", b"name: caf\xe9\n", "not valid UTF-8"),
-        ("broken.yaml", b"a: [1, 2\nb: c\n", "invalid YAML: line 2"),
-        ("dup.json", b'{"kind": "Pod", "kind": "Secret"}', "duplicate key 'kind'"),
+        ("latin1.yaml", b"apiVersion: v1\nkind: Pod\nname: caf\xe9\n", "not valid UTF-8"),
+        ("broken.yaml", b"apiVersion: v1\nkind: Pod\na: [1, 2\nb: c\n", "invalid YAML: line 4"),
+        ("dup.json", b'{"apiVersion": "v1", "kind": "Pod", "kind": "Secret"}', "duplicate key 'kind'"),
     ],
 )
 def test_hostile_manifest_is_a_per_file_error_and_scan_goes_on(
@@ -117,3 +117,24 @@ def test_malformed_container_lists_are_errors_not_skipped(containers: str, needl
     report = make_scanner().scan(["-"], stdin=io.BytesIO(text.encode()))
     assert report.exit_code == 2
     assert any(needle in e.message for e in report.errors), report.errors
+
+
+def test_yaml_without_kubernetes_keys_is_not_parsed_as_a_manifest(tmp_path: Path) -> None:
+    (tmp_path / "values.yaml").write_text("image: [unclosed\n")  # broken, but nobody's manifest
+    report = make_scanner().scan([str(tmp_path)])
+    assert report.errors == ()
+    assert report.exit_code == 0
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        '"api\\x56ersion": v1\n"k\\u0069nd": Pod\n',  # YAML double-quoted escapes
+        '"apiVersion": v1\n"\\x6bind": Pod\n',
+    ],
+)
+def test_escaped_keys_cannot_hide_a_manifest(tmp_path: Path, header: str) -> None:
+    body = "metadata: {name: p}\nspec:\n  containers:\n  - {name: a, image: x, securityContext: {privileged: true}}\n"
+    (tmp_path / "pod.yaml").write_text(header + body)
+    report = make_scanner().scan([str(tmp_path)])
+    assert [f.location.name for f in report.findings if f.rule_id == "pss.privileged"] == ["p"]

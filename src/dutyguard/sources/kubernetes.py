@@ -140,6 +140,17 @@ class K8sObject(Resource):
             yield from (c for c in self._containers if c.list_name in lists)
 
 
+def _may_hold_object(data: bytes) -> bool:
+    """Whether a file could hold a Kubernetes object, decided without parsing it.
+
+    An object needs both ``apiVersion`` and ``kind`` keys. YAML and JSON can spell a key without
+    its literal characters only through escapes in quoted strings (``"api\\x56ersion"``), which need
+    a backslash — so a file with neither the two words nor any backslash cannot be a manifest and
+    is not parsed (CI configs, Helm values, scanner outputs). Its text is still searched for secrets.
+    """
+    return (b"apiVersion" in data and b"kind" in data) or b"\\" in data
+
+
 def is_manifest_name(filename: str) -> bool:
     return os.path.splitext(filename)[1].lower() in (".yaml", ".yml", ".json")
 
@@ -216,6 +227,8 @@ class KubernetesSource(Source):
         f.check_size(limits.max_file_bytes, "manifests")
         if f.is_binary:
             raise InputError(f.name, "binary data, not YAML or JSON")
+        if f.origin == "file" and not _may_hold_object(f.data):
+            return []
         text = f.text()
         out: list[K8sObject] = []
         for doc in load_documents(text, f.name, limits):

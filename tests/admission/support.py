@@ -44,7 +44,12 @@ def kubewarden_request(path: Path) -> Doc:
     if "requestKind" in req and isinstance(req["requestKind"], dict):
         req["requestKind"].setdefault("group", kind["group"])
     req.setdefault(
-        "resource", {"group": kind["group"], "version": kind["version"], "resource": _RESOURCES.get(kind["kind"], "unknown")}
+        "resource",
+        {
+            "group": kind["group"],
+            "version": kind["version"],
+            "resource": _RESOURCES.get(kind["kind"], "unknown"),
+        },
     )
     req.setdefault("userInfo", {"username": "kubewarden-fixture"})
     req.setdefault("operation", "CREATE")
@@ -55,7 +60,9 @@ def review(request: Doc) -> Doc:
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
 
 
-def pod_request(obj: Doc, *, uid: str = "u-1", namespace: str = "shop", operation: str = "CREATE", **extra: Any) -> Doc:
+def pod_request(
+    obj: Doc, *, uid: str = "u-1", namespace: str = "shop", operation: str = "CREATE", **extra: Any
+) -> Doc:
     kind = obj.get("kind", "Pod")
     group = _GROUPS.get(kind, "")
     req: Doc = {
@@ -106,7 +113,9 @@ class Response:
 class Webhook:
     """A real HTTPS server on a free loopback port, in a thread, serving ``app``."""
 
-    def __init__(self, app: AdmissionApp, certs: CertFiles, cert: Path | None = None, key: Path | None = None) -> None:
+    def __init__(
+        self, app: AdmissionApp, certs: CertFiles, cert: Path | None = None, key: Path | None = None
+    ) -> None:
         self.app = app
         self.certs = certs
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -115,7 +124,11 @@ class Webhook:
         sock.listen(128)
         self.port = sock.getsockname()[1]
         options = ServerOptions(
-            host="127.0.0.1", port=self.port, cert=cert or certs.cert, key=key or certs.key, cert_check_seconds=0.0
+            host="127.0.0.1",
+            port=self.port,
+            cert=cert or certs.cert,
+            key=key or certs.key,
+            cert_check_seconds=0.0,
         )
         self.server, self.tls = build_server(app, options)
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -143,7 +156,9 @@ class Webhook:
 
     def post(self, doc: Any, headers: dict[str, str] | None = None) -> Response:
         body = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
-        return self.request("POST", "/validate", body, {"Content-Type": "application/json", **(headers or {})})
+        return self.request(
+            "POST", "/validate", body, {"Content-Type": "application/json", **(headers or {})}
+        )
 
     def close(self) -> None:
         self.server.should_exit = True

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from dutyguard.admission.decide import EVALUATED_KINDS, Decider, admitted_object
 from dutyguard.admission.review import parse_review
@@ -45,7 +44,9 @@ def test_kubewarden_pss_case_over_https(
     expect = E2E[key]
     rule, level = POLICY_RULE[key[0]]
     rules = frozenset({rule, *expect.also})
-    default_state.set_state(builtin_state(Policy(pss_level=level, enabled_rules=rules, fail_on=Severity.INFO)))
+    default_state.set_state(
+        builtin_state(Policy(pss_level=level, enabled_rules=rules, fail_on=Severity.INFO))
+    )
     req = kubewarden_request(shared_data / "kubewarden-policies" / entry["request"])
 
     resp = webhook.post(review(req))
@@ -80,7 +81,9 @@ def _fixture_files() -> list[Path]:
         if not isinstance(req, dict) or not isinstance(req.get("object"), dict) or "uid" not in req:
             continue
         kind = req.get("kind") or {}
-        if (kind.get("group", ""), kind.get("kind")) in EVALUATED_KINDS and req.get("operation", "CREATE") in (
+        if (kind.get("group", ""), kind.get("kind")) in EVALUATED_KINDS and req.get(
+            "operation", "CREATE"
+        ) in (
             "CREATE",
             "UPDATE",
         ):
@@ -93,7 +96,9 @@ FIXTURES = _fixture_files()
 
 def test_parity_covers_the_pod_fixtures() -> None:
     # Pods and every workload kind in the fixtures (Deployment, StatefulSet, DaemonSet, Job, CronJob, ...).
-    kinds = {json.loads(p.read_text()).get("request", json.loads(p.read_text()))["kind"]["kind"] for p in FIXTURES}
+    kinds = {
+        json.loads(p.read_text()).get("request", json.loads(p.read_text()))["kind"]["kind"] for p in FIXTURES
+    }
     assert {"Pod", "Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet"} <= kinds
     assert len(FIXTURES) > 150
 
@@ -166,7 +171,8 @@ def test_webhook_denies_exactly_what_the_gate_blocks(
 
     def gate(fs: Any) -> set[tuple[str, str | None, str | None]]:
         return {
-            (f["rule_id"], f["location"]["field"], f["fingerprint"] if f["location"]["kind"] else None) for f in fs
+            (f["rule_id"], f["location"]["field"], f["fingerprint"] if f["location"]["kind"] else None)
+            for f in fs
         }
 
     assert ours(decision.denied) == gate(blocking)

@@ -527,7 +527,7 @@ def audit_annotations(d: Decision) -> dict[str, str]:
         out["denied-rules"] = ",".join(_by_rule(d.denied))
     if d.waived:
         out["exceptions"] = ",".join(d.exception_ids)
-    if d.outcome is not Outcome.ALLOW and d.reason:
+    if d.reason and (d.outcome is not Outcome.ALLOW or d.state_problem):
         out["reason"] = _cut(d.reason, 500)
     return out
 

@@ -55,7 +55,7 @@ def test_kubewarden_pss_case_over_https(
     out = resp.admission
     assert out["uid"] == req["uid"]
     denied = not out["allowed"]
-    expected_hits = [h for h in expect.hits] + [h for hs in expect.also.values() for h in hs]
+    expected_hits = list(expect.hits) + [h for hs in expect.also.values() for h in hs]
     assert denied == bool(expected_hits)
     if denied:
         message = out["status"]["message"]

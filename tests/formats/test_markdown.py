@@ -163,7 +163,8 @@ def test_comment_fits_githubs_limit_and_says_what_it_left_out(tmp_path: Path) ->
     text = render(report)
     assert len(text.encode("utf-8")) <= GITHUB_COMMENT_LIMIT
     assert "Truncated to fit GitHub's 65,536-character comment limit" in text
-    shown = len([row for row in table_rows(text) if "`pss.privileged`" in "|".join(row)])
+    findings_part = text[text.index("### Blocking findings") :]  # the suppression table names the rule too
+    shown = len([row for row in table_rows(findings_part) if "`pss.privileged`" in "|".join(row)])
     match = re.search(r"(\d+) findings not shown", text)
     assert match is not None
     assert shown + int(match.group(1)) == len(report.findings)

@@ -245,6 +245,8 @@ class MarkdownFormatter(Formatter):
         out.add(_title(report))
         out.add(_summary(report))
         omitted_errors = _errors(out, report.errors)
+        # Bypass attempts go before the findings tables: a long table must not push them out.
+        _suppressions(out, report.suppression_requests)
 
         blocking = report.blocking
         others = [f for f in report.findings if not report.is_blocking(f)]
@@ -269,7 +271,6 @@ class MarkdownFormatter(Formatter):
                 out.close("</details>\n\n")
             else:
                 omitted += len(others)
-        _suppressions(out, report.suppression_requests)
 
         if out.truncated:
             missing = []

@@ -38,6 +38,7 @@ _NAMESPACE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
 SCOPE_FIELDS = ("fingerprint", "app", "namespace", "imageDigest", "cluster")
+_SCOPE_SET = frozenset(SCOPE_FIELDS)
 FIELDS = (
     "id",
     "ruleId",
@@ -49,6 +50,7 @@ FIELDS = (
     "approvedAt",
     "expires",
 )
+_FIELD_SET = frozenset(FIELDS)
 
 
 class InvalidException(InputError):
@@ -103,25 +105,26 @@ class ExceptionGrant:
         if not _RULE_ID.fullmatch(self.rule_id):
             raise InvalidException(where, f"ruleId {self.rule_id!r} is not a rule id")
         _check_scope(self.scope, where)
-        for who in (self.requester, *self.approvers):
+        approvers = self.approvers
+        if not approvers:
+            raise InvalidException(where, "has no approver")
+        if len(approvers) > MAX_APPROVERS:
+            raise InvalidException(where, f"more than {MAX_APPROVERS} approvers")
+        for who in (self.requester, *approvers):
             if not _PRINCIPAL.fullmatch(who):
                 raise InvalidException(where, f"{who!r} is not a principal id")
-        if not self.approvers:
-            raise InvalidException(where, "has no approver")
-        if len(self.approvers) > MAX_APPROVERS:
-            raise InvalidException(where, f"more than {MAX_APPROVERS} approvers")
-        if len(set(self.approvers)) != len(self.approvers):
+        if len(set(approvers)) != len(approvers):
             raise InvalidException(where, "an approver is counted twice")
-        if self.requester in self.approvers:
+        if self.requester in approvers:
             raise InvalidException(where, f"approved by its own requester {self.requester!r}")
         for name, text in (
             ("justification", self.justification),
             ("compensatingControl", self.compensating_control),
         ):
-            if not text.strip():
-                raise InvalidException(where, f"{name} is empty")
             if len(text) > MAX_TEXT:
                 raise InvalidException(where, f"{name} is longer than {MAX_TEXT} characters")
+            if not text.strip():
+                raise InvalidException(where, f"{name} is empty")
         if self.approved_at.tzinfo is None or self.expires.tzinfo is None:
             raise InvalidException(where, "times must be timezone-aware")
         if self.expires <= self.approved_at:
@@ -148,33 +151,31 @@ class ExceptionGrant:
     def from_json(cls, value: object, source: str) -> ExceptionGrant:
         if not isinstance(value, dict):
             raise InvalidException(source, "an exception is a JSON object")
-        unknown = sorted(set(value) - set(FIELDS))
-        missing = [k for k in FIELDS if k not in value]
-        if unknown:
-            raise InvalidException(source, f"unknown field(s) {', '.join(unknown)}")
-        if missing:
-            raise InvalidException(source, f"missing field(s) {', '.join(missing)}")
+        if len(value) != len(FIELDS) or not _FIELD_SET.issuperset(value):
+            unknown = sorted(set(value) - _FIELD_SET)
+            missing = [k for k in FIELDS if k not in value]
+            raise InvalidException(
+                source,
+                f"unknown field(s) {', '.join(unknown)}"
+                if unknown
+                else f"missing field(s) {', '.join(missing)}",
+            )
         scope = value["scope"]
-        if not isinstance(scope, dict) or not set(scope) <= set(SCOPE_FIELDS):
+        if not isinstance(scope, dict) or not _SCOPE_SET.issuperset(scope):
             raise InvalidException(source, f"scope must be an object with some of {', '.join(SCOPE_FIELDS)}")
-        if not all(isinstance(v, str) for v in scope.values()):
-            raise InvalidException(source, "scope values must be strings")
+        for v in scope.values():
+            if not isinstance(v, str):
+                raise InvalidException(source, "scope values must be strings")
         approvers = value["approvers"]
         if not isinstance(approvers, list) or not all(isinstance(a, str) for a in approvers):
             raise InvalidException(source, "approvers must be a list of principal ids")
-        texts = {k: value[k] for k in ("id", "ruleId", "requester", "justification", "compensatingControl")}
-        for k, v in texts.items():
-            if not isinstance(v, str):
+        for k in ("id", "ruleId", "requester", "justification", "compensatingControl"):
+            if not isinstance(value[k], str):
                 raise InvalidException(source, f"{k} must be a string")
         try:
-            approved_at = parse_time(value["approvedAt"])
-            expires = parse_time(value["expires"])
-        except ValueError as e:
-            raise InvalidException(source, str(e)) from None
-        try:
             return cls(
-                id=str(value["id"]),
-                rule_id=str(value["ruleId"]),
+                id=value["id"],
+                rule_id=value["ruleId"],
                 scope=ExceptionScope(
                     fingerprint=scope.get("fingerprint"),
                     app=scope.get("app"),
@@ -182,35 +183,46 @@ class ExceptionGrant:
                     image_digest=scope.get("imageDigest"),
                     cluster=scope.get("cluster"),
                 ),
-                requester=str(value["requester"]),
+                requester=value["requester"],
                 approvers=tuple(approvers),
-                justification=str(value["justification"]),
-                compensating_control=str(value["compensatingControl"]),
-                approved_at=approved_at,
-                expires=expires,
+                justification=value["justification"],
+                compensating_control=value["compensatingControl"],
+                approved_at=parse_time(value["approvedAt"]),
+                expires=parse_time(value["expires"]),
             )
         except InvalidException as e:
             raise InvalidException(source, e.reason) from None
+        except ValueError as e:  # a timestamp
+            raise InvalidException(source, str(e)) from None
 
 
 def _check_scope(scope: ExceptionScope, where: str) -> None:
-    checks = (
-        ("fingerprint", scope.fingerprint, _FINGERPRINT, "32 lower-case hex digits"),
-        ("app", scope.app, _DNS, "a lower-case DNS name"),
-        ("namespace", scope.namespace, _NAMESPACE, "a namespace name"),
-        ("imageDigest", scope.image_digest, _DIGEST, "sha256:<64 hex digits>"),
-        ("cluster", scope.cluster, _DNS, "a lower-case DNS name"),
+    fp, app, ns, digest, cluster = (
+        scope.fingerprint,
+        scope.app,
+        scope.namespace,
+        scope.image_digest,
+        scope.cluster,
     )
-    for name, value, pattern, what in checks:
-        if value is not None and not pattern.fullmatch(value):
-            raise InvalidException(where, f"scope.{name} {value!r} is not {what}")
-    if scope.fingerprint is not None:
-        extra = [n for n, v, *_ in checks[2:] if v is not None]
+    if fp is not None and not _FINGERPRINT.fullmatch(fp):
+        raise InvalidException(where, f"scope.fingerprint {fp!r} is not 32 lower-case hex digits")
+    if app is not None and not _DNS.fullmatch(app):
+        raise InvalidException(where, f"scope.app {app!r} is not a lower-case DNS name")
+    if ns is not None and not _NAMESPACE.fullmatch(ns):
+        raise InvalidException(where, f"scope.namespace {ns!r} is not a namespace name")
+    if digest is not None and not _DIGEST.fullmatch(digest):
+        raise InvalidException(where, f"scope.imageDigest {digest!r} is not sha256:<64 hex digits>")
+    if cluster is not None and not _DNS.fullmatch(cluster):
+        raise InvalidException(where, f"scope.cluster {cluster!r} is not a lower-case DNS name")
+    if fp is not None:
+        extra = [
+            n for n, v in (("namespace", ns), ("imageDigest", digest), ("cluster", cluster)) if v is not None
+        ]
         if extra:
             raise InvalidException(
                 where, f"a fingerprint scope can only be narrowed by app, not by {', '.join(extra)}"
             )
-    elif all(v is None for _, v, *_ in checks):
+    elif app is None and ns is None and digest is None and cluster is None:
         raise InvalidException(
             where, "scope is empty: an exception for a rule everywhere is a policy change, not an exception"
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-_RFC3339_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
+_RFC3339_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")  # ASCII digits only
 
 
 def format_time(t: datetime) -> str:
@@ -22,7 +22,8 @@ def parse_time(text: object) -> datetime:
     """``YYYY-MM-DDTHH:MM:SSZ`` -> aware UTC datetime; ``ValueError`` for anything else."""
     if not isinstance(text, str) or not _RFC3339_UTC.fullmatch(text):
         raise ValueError(f"{text!r} is not a UTC timestamp of the form 2025-01-31T12:00:00Z")
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    # The regex fixed the spelling; the C parser is far faster than strptime (10,000-exception snapshots).
+    return datetime.fromisoformat(text)
 
 
 def utc_now() -> datetime:

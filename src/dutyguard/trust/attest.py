@@ -31,7 +31,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from dutyguard.audit.errors import CanonicalizationError
 from dutyguard.audit.signing import Signer
 from dutyguard.core.model import ScanReport
 from dutyguard.trust._time import format_time, parse_time
@@ -219,7 +218,7 @@ def sign_attestation(signer: Signer, attestation: GateAttestation) -> Envelope:
 def verify_attestation(
     data: bytes, keyring: Keyring, source: str, subject: Subject | None = None
 ) -> VerifiedAttestation:
-    from dutyguard.audit.canonical import loads_strict
+    from dutyguard.trust._json import StrictJSONError, loads
 
     env = parse_envelope(data, source)
     keys = verify_envelope(env, keyring, source)
@@ -228,9 +227,9 @@ def verify_attestation(
             source, f"payload type is {env.payload_type!r}, expected {INTOTO_PAYLOAD_TYPE!r}"
         )
     try:
-        value = loads_strict(env.payload)
-    except CanonicalizationError as e:
-        raise MalformedError(source, f"the statement is not canonical JSON ({e})") from None
+        value = loads(env.payload)
+    except StrictJSONError as e:
+        raise MalformedError(source, f"the statement is not strict JSON ({e})") from None
     if not isinstance(value, dict):
         raise MalformedError(source, "the statement is not a JSON object")
     if value.get("_type") != STATEMENT_TYPE:

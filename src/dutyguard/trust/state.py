@@ -13,7 +13,7 @@ Two documents travel as DSSE envelopes (what ``dutyguard state pull DIR`` saves)
     {"type": "dutyguard.dev/ExceptionSnapshot/v1", "issuer": "...", "version": M,
      "issuedAt": "...Z", "expires": "...Z", "exceptions": [<exception>, ...]}
 
-Payloads are canonical JSON (RFC 8785). ``digest`` is the SHA-256 of the canonical JSON of
+Payloads are written as canonical JSON (RFC 8785) and read as strict JSON. ``digest`` is the SHA-256 of the canonical JSON of
 ``bundle``; ``issuer`` names the control plane (versions are counted per issuer).
 
 :class:`TrustedState` is the verifier, modelled on python-tuf's trusted metadata set.
@@ -488,12 +488,12 @@ def _read(path: Path) -> bytes:
 
 
 def _strict_payload(payload: bytes, source: str) -> dict[str, object]:
-    from dutyguard.audit.canonical import loads_strict
+    from dutyguard.trust._json import StrictJSONError, loads
 
     try:
-        value = loads_strict(payload)
-    except CanonicalizationError as e:
-        raise MalformedError(source, f"the signed payload is not canonical JSON ({e})") from None
+        value = loads(payload)
+    except StrictJSONError as e:
+        raise MalformedError(source, f"the signed payload is not strict JSON ({e})") from None
     if not isinstance(value, dict):
         raise MalformedError(source, "the signed payload is not a JSON object")
     return value

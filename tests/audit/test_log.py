@@ -222,3 +222,11 @@ def test_max_age_signs_a_quiet_trail(engine: Engine, signer: Signer) -> None:
         assert (
             log.maybe_checkpoint(conn, signer, 100, T0 + 60 * minute, max_age=5 * minute) is None
         )  # nothing new
+
+
+def test_event_details_are_detached_from_the_callers_dict() -> None:
+    details: dict[str, object] = {"scope": {"team": "payments"}}
+    ev = AuditEvent("alice", (), "role.bind", "x", Outcome.SUCCESS, None, details)  # type: ignore[arg-type]
+    details["scope"] = "everything"  # the caller changes its own dict afterwards
+    assert ev.details == {"scope": {"team": "payments"}}
+    assert ev.details_json() == b'{"scope":{"team":"payments"}}'

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -95,6 +96,11 @@ class AuditEvent:
     outcome: Outcome
     state_digest: str | None = None
     details: Mapping[str, JSONValue] = field(default_factory=dict)
+    _details_json: bytes = field(init=False, repr=False, compare=False, default=b"")
+
+    def details_json(self) -> bytes:
+        """``details`` as the canonical bytes that are hashed (computed once, at construction)."""
+        return self._details_json
 
     def __post_init__(self) -> None:
         _text("actor", self.actor, MAX_ACTOR)
@@ -119,11 +125,16 @@ class AuditEvent:
         if not isinstance(self.details, Mapping):
             raise AuditValueError("details must be a mapping")
         try:
-            size = len(canonical_json(self.details))
+            details_json = canonical_json(self.details)
         except CanonicalizationError as e:
             raise AuditValueError(f"details: {e}") from None
-        if size > MAX_DETAILS_BYTES:
-            raise AuditValueError(f"details are {size} bytes as canonical JSON (limit {MAX_DETAILS_BYTES})")
+        if len(details_json) > MAX_DETAILS_BYTES:
+            raise AuditValueError(
+                f"details are {len(details_json)} bytes as canonical JSON (limit {MAX_DETAILS_BYTES})"
+            )
+        # A detached copy of exactly what is hashed: later changes to the caller's dict change nothing.
+        object.__setattr__(self, "details", json.loads(details_json))
+        object.__setattr__(self, "_details_json", details_json)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +158,7 @@ class AuditEntry:
             object_=self.event.object,
             outcome=self.event.outcome.value,
             state_digest=self.event.state_digest,
-            details_json=canonical_json(self.event.details),
+            details_json=self.event.details_json(),
         )
 
 

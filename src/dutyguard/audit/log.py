@@ -6,7 +6,8 @@ Invariants (what every function here keeps true, on SQLite and PostgreSQL alike)
    of entry ``n-1`` (entry 1 records ``GENESIS``). A rolled-back transaction takes its entry
    with it and the next writer reuses the number, so rollbacks leave no gap.
 2. One writer at a time extends the chain: on PostgreSQL :func:`append` takes a transaction-level
-   advisory lock (released at COMMIT/ROLLBACK) before it reads the head; on SQLite the caller's
+   advisory lock (released at COMMIT/ROLLBACK) before it reads the head (both in one round trip,
+   see :func:`_read_state`), and later appends in the same transaction reuse what it read; on SQLite the caller's
    transaction must hold the write lock from its start (``BEGIN IMMEDIATE``, see
    :func:`transaction`). Whatever the caller gets wrong, the schema refuses a fork (UNIQUE
    ``prev_hash``) or a duplicate (``seq`` primary key): a mistake fails a transaction, it never
@@ -25,6 +26,7 @@ the primary key instead of forking, but it fails.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import sqlite3
@@ -54,7 +56,7 @@ from dutyguard.audit.signing import Signer
 from dutyguard.audit.tables import audit_checkpoints, audit_entries
 
 LOCK_KEY: Final = 0x6475_7479_6175_6474  # "dutyaudt": the PostgreSQL advisory lock of the chain
-_CACHE: Final = "dutyguard.audit.head"
+_CACHE: Final = "dutyguard.audit.state"
 _READ_BATCH = 2000
 
 _E = audit_entries.c
@@ -174,7 +176,7 @@ def append(conn: Connection, event: AuditEvent, now: datetime) -> AuditEntry:
         raise AuditError("append must run inside the caller's transaction")
     ts = format_ts(now)
     roles_json = canonical_json(list(event.roles))
-    details_json = canonical_json(event.details)
+    details_json = event.details_json()
     state = _lock(conn)
     prev = state.head
     seq = 1 if prev is None else prev.seq + 1
@@ -289,14 +291,12 @@ def entries(conn: Connection, after: int = 0, limit: int = 100) -> list[AuditEnt
 
 
 @dataclass(frozen=True, slots=True)
-class StoredCheckpoint:
+class _StoredCheckpoint:
     signed: SignedCheckpoint
     frontier: merkle.Frontier
 
 
-def _row_checkpoint(row: Any) -> StoredCheckpoint:
-    import base64
-
+def _row_checkpoint(row: Any) -> _StoredCheckpoint:
     try:
         signed = SignedCheckpoint(
             Checkpoint(
@@ -312,7 +312,7 @@ def _row_checkpoint(row: Any) -> StoredCheckpoint:
         frontier = merkle.Frontier(int(row.size), stack)
     except (ValueError, TypeError, AuditValueError) as e:
         raise AuditIntegrityError(f"stored checkpoint at size {row.size} is malformed ({e})") from None
-    return StoredCheckpoint(signed, frontier)
+    return _StoredCheckpoint(signed, frontier)
 
 
 def checkpoints(conn: Connection) -> list[SignedCheckpoint]:

@@ -352,3 +352,16 @@ spec:
     assert code == 2
     assert "does not govern this scan: app 'search' is not among payments" in err
     assert out == ""
+
+
+def test_state_file_only_moves_forward(cp: ControlPlane, runner: Runner, node_exporter: str) -> None:
+    cp.pull(runner.state, cp.publish(), cp.snapshot())
+    assert runner.scan(node_exporter)[0] == 1
+    first = runner.state_file.stat().st_mtime_ns
+    assert runner.scan(node_exporter)[0] == 1  # same state again: nothing new to record
+    assert runner.state_file.stat().st_mtime_ns == first
+    cp.pull(runner.state, cp.publish(), cp.snapshot())
+    assert runner.scan(node_exporter)[0] == 1
+    recorded = json.loads(runner.state_file.read_text())["issuers"][cp.issuer]
+    assert recorded["bundle"]["version"] == 2
+    assert recorded["snapshot"]["version"] == 2

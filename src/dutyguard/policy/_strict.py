@@ -8,7 +8,6 @@ silently ignored is a control silently not configured).
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -34,6 +33,8 @@ class Problem:
 
 def suggest(word: str, choices: Collection[str]) -> str:
     """`` (did you mean 'x'?)`` when a choice is close to ``word``."""
+    import difflib  # only when a problem is being reported
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

@@ -67,8 +67,11 @@ def open_state(
         raise MissingError(str(state_dir), "not a directory holding signed state")
     store = StateFile(state_file)
     with store.locked():
-        trusted = TrustedState(keyring, registry, now, store.read())
+        seen = store.read()
+        trusted = TrustedState(keyring, registry, now, seen)
         bundle, snapshot = trusted.load_dir(state_dir)
-        store.write(trusted.seen_after())
+        after = trusted.seen_after()
+        if after != seen:  # a re-run on the same state need not pay for an fsync
+            store.write(after)
     policy = bundle.published.bundle.to_policy(Stage.CI, describe(bundle, snapshot))
     return SignedGate(bundle, snapshot, policy, now)

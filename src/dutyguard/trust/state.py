@@ -37,7 +37,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -285,7 +284,8 @@ class StateFile:
     def write(self, state: SeenState) -> None:
         data = json.dumps(state.to_json(), indent=2, sort_keys=True).encode() + b"\n"
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".trusted-state.", dir=self.path.parent)
+            tmp = str(self.path.parent / f".trusted-state.{os.getpid()}.{os.urandom(6).hex()}")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
             try:
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection
 from dutyguard.errors import ConfigError, GovernanceError
 from dutyguard.governance.authz import Decision, Principal, authorize
 from dutyguard.governance.duties import Duty
-from dutyguard.governance.scope import ORG, Scope, ScopeKind
+from dutyguard.governance.scope import ASSET_KINDS, ORG, Scope, ScopeKind
 from dutyguard.server import store
 from dutyguard.server.auditing import record_refusal
 from dutyguard.server.auth import Caller, authenticate, route_name, runtime_of
@@ -192,11 +192,19 @@ def public() -> PublicRequirement:
 
 
 def decide(rt: Runtime, principal: Principal, duty: Duty, target: Scope) -> Decision:
-    """``governance.authz.authorize`` with the ownership and break-glass state it needs."""
+    """``governance.authz.authorize`` with the ownership and break-glass state it needs.
+
+    Only an app/namespace/cluster target (its owner) or an emergency duty (open grants) needs
+    the database; organisation and team targets are decided from the principal alone.
+    """
     now = rt.now()
-    with rt.db.read() as conn:
-        ownership = store.ownership_for(conn, [principal], [target])
-        grants = store.grants_of(conn, principal.id, now) if duty in rt.roles.breakglass.duties else []
+    emergency = duty in rt.roles.breakglass.duties
+    if target.kind in ASSET_KINDS or emergency:
+        with rt.db.read() as conn:
+            ownership = store.ownership_for(conn, [principal], [target])
+            grants = store.grants_of(conn, principal.id, now) if emergency else []
+    else:
+        ownership, grants = store.ownership_for(None, [principal], [target]), []
     return authorize(principal, duty, target, ownership, grants, now=now, roles=rt.roles, raci=rt.raci)
 
 

@@ -58,8 +58,13 @@ def _identity(row: sa.Row[tuple[object, ...]]) -> Identity:
     )
 
 
+# Hot-path statements are built once: constructing a select per call costs more than SQLite
+# takes to run it (measured ~2x per query on the authentication path).
+_IDENTITY = sa.select(t.identities).where(t.identities.c.id == sa.bindparam("id"))
+
+
 def get_identity(conn: Connection, identity_id: str) -> Identity | None:
-    row = conn.execute(sa.select(t.identities).where(t.identities.c.id == identity_id)).first()
+    row = conn.execute(_IDENTITY, {"id": identity_id}).first()
     return _identity(row) if row else None
 
 
@@ -112,43 +117,57 @@ class Team:
     assets: tuple[Scope, ...]
 
 
+_TEAM_EXISTS = sa.select(t.teams.c.id).where(t.teams.c.id == sa.bindparam("id"))
+_TEAM = sa.select(t.teams).where(t.teams.c.id == sa.bindparam("id"))
+_MEMBERS_OF = (
+    sa.select(t.team_members.c.team_id, t.team_members.c.identity_id)
+    .where(t.team_members.c.team_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(t.team_members.c.identity_id)
+)
+_ASSETS_OF = (
+    sa.select(t.assets.c.team_id, t.assets.c.kind, t.assets.c.name)
+    .where(t.assets.c.team_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(t.assets.c.kind, t.assets.c.name)
+)
+
+
 def team_exists(conn: Connection, team_id: str) -> bool:
-    return conn.execute(sa.select(t.teams.c.id).where(t.teams.c.id == team_id)).first() is not None
+    return conn.execute(_TEAM_EXISTS, {"id": team_id}).first() is not None
 
 
 def get_team(conn: Connection, team_id: str) -> Team | None:
-    row = conn.execute(sa.select(t.teams).where(t.teams.c.id == team_id)).first()
-    if row is None:
-        return None
-    return _team(conn, row)
+    row = conn.execute(_TEAM, {"id": team_id}).first()
+    return None if row is None else _teams(conn, [row])[0]
 
 
-def _team(conn: Connection, row: sa.Row[tuple[object, ...]]) -> Team:
-    m = row._mapping
-    members = conn.execute(
-        sa.select(t.team_members.c.identity_id)
-        .where(t.team_members.c.team_id == m["id"])
-        .order_by(t.team_members.c.identity_id)
-    ).scalars()
-    assets = conn.execute(
-        sa.select(t.assets.c.kind, t.assets.c.name)
-        .where(t.assets.c.team_id == m["id"])
-        .order_by(t.assets.c.kind, t.assets.c.name)
-    )
-    return Team(
-        id=m["id"],
-        display_name=m["display_name"],
-        created_at=m["created_at"],
-        members=tuple(members),
-        assets=tuple(Scope(ScopeKind(k), n) for k, n in assets),
-    )
+def _teams(conn: Connection, rows: Sequence[sa.Row[tuple[object, ...]]]) -> list[Team]:
+    """Teams with members and assets in three queries, whatever the page size."""
+    ids = [r._mapping["id"] for r in rows]
+    if not ids:
+        return []
+    members: dict[str, list[str]] = {i: [] for i in ids}
+    for team_id, identity_id in conn.execute(_MEMBERS_OF, {"ids": ids}):
+        members[team_id].append(identity_id)
+    assets: dict[str, list[Scope]] = {i: [] for i in ids}
+    for team_id, kind, name in conn.execute(_ASSETS_OF, {"ids": ids}):
+        assets[team_id].append(Scope(ScopeKind(kind), name))
+    return [
+        Team(
+            id=m["id"],
+            display_name=m["display_name"],
+            created_at=m["created_at"],
+            members=tuple(members[m["id"]]),
+            assets=tuple(assets[m["id"]]),
+        )
+        for m in (r._mapping for r in rows)
+    ]
 
 
 def list_teams(conn: Connection, after: str | None, limit: int) -> list[Team]:
     q = sa.select(t.teams).order_by(t.teams.c.id).limit(limit)
     if after is not None:
         q = q.where(t.teams.c.id > after)
-    return [_team(conn, r) for r in conn.execute(q).all()]
+    return _teams(conn, conn.execute(q).all())
 
 
 def create_team(conn: Connection, team_id: str, display_name: str, actor: str, now: datetime) -> None:
@@ -186,10 +205,13 @@ class Asset:
     created_by: str
 
 
+_ASSET = sa.select(t.assets).where(
+    t.assets.c.kind == sa.bindparam("kind"), t.assets.c.name == sa.bindparam("name")
+)
+
+
 def get_asset(conn: Connection, scope: Scope) -> Asset | None:
-    row = conn.execute(
-        sa.select(t.assets).where(t.assets.c.kind == scope.kind.value, t.assets.c.name == scope.id)
-    ).first()
+    row = conn.execute(_ASSET, {"kind": scope.kind.value, "name": scope.id}).first()
     if row is None:
         return None
     m = row._mapping
@@ -230,7 +252,9 @@ def delete_asset(conn: Connection, scope: Scope) -> None:
     conn.execute(t.assets.delete().where(t.assets.c.kind == scope.kind.value, t.assets.c.name == scope.id))
 
 
-def ownership_for(conn: Connection, principals: Iterable[Principal], targets: Iterable[Scope]) -> Ownership:
+def ownership_for(
+    conn: Connection | None, principals: Iterable[Principal], targets: Iterable[Scope]
+) -> Ownership:
     """The part of the ownership registry a decision needs: the targets' owners and the principals' teams.
 
     Loading only this keeps a request to a handful of indexed reads however large the registry is;
@@ -244,6 +268,8 @@ def ownership_for(conn: Connection, principals: Iterable[Principal], targets: It
         if target.kind is ScopeKind.TEAM:
             teams.add(target.id)
         elif target.kind in ASSET_KINDS:
+            if conn is None:
+                raise ValueError(f"deciding on {target} needs the ownership registry")
             asset = get_asset(conn, target)
             if asset is not None:
                 owners[target] = asset.team_id
@@ -271,21 +297,20 @@ def _binding(m: sa.RowMapping) -> StoredBinding:
     )
 
 
+_BINDINGS_OF = (
+    sa.select(t.role_bindings)
+    .where(t.role_bindings.c.identity_id == sa.bindparam("id"))
+    .order_by(t.role_bindings.c.id)
+)
+_TEAMS_OF = sa.select(t.team_members.c.team_id).where(t.team_members.c.identity_id == sa.bindparam("id"))
+
+
 def bindings_of(conn: Connection, identity_id: str) -> list[StoredBinding]:
-    rows = conn.execute(
-        sa.select(t.role_bindings)
-        .where(t.role_bindings.c.identity_id == identity_id)
-        .order_by(t.role_bindings.c.id)
-    )
-    return [_binding(r._mapping) for r in rows]
+    return [_binding(r._mapping) for r in conn.execute(_BINDINGS_OF, {"id": identity_id})]
 
 
 def teams_of(conn: Connection, identity_id: str) -> frozenset[str]:
-    return frozenset(
-        conn.execute(
-            sa.select(t.team_members.c.team_id).where(t.team_members.c.identity_id == identity_id)
-        ).scalars()
-    )
+    return frozenset(conn.execute(_TEAMS_OF, {"id": identity_id}).scalars())
 
 
 def load_principal(conn: Connection, identity: Identity) -> Principal:
@@ -413,22 +438,24 @@ class TokenAndIdentity:
     identity: Identity
 
 
+_TOKEN_AND_IDENTITY = (
+    sa.select(
+        t.api_tokens,
+        t.identities.c.kind.label("i_kind"),
+        t.identities.c.display_name.label("i_display_name"),
+        t.identities.c.email.label("i_email"),
+        t.identities.c.created_at.label("i_created_at"),
+        t.identities.c.created_by.label("i_created_by"),
+        t.identities.c.disabled_at.label("i_disabled_at"),
+    )
+    .join(t.identities, t.identities.c.id == t.api_tokens.c.identity_id)
+    .where(t.api_tokens.c.id == sa.bindparam("id"))
+)
+
+
 def token_with_identity(conn: Connection, token_id: str) -> TokenAndIdentity | None:
     """One indexed join: what authenticating a request needs."""
-    i = t.identities
-    row = conn.execute(
-        sa.select(
-            t.api_tokens,
-            i.c.kind.label("i_kind"),
-            i.c.display_name.label("i_display_name"),
-            i.c.email.label("i_email"),
-            i.c.created_at.label("i_created_at"),
-            i.c.created_by.label("i_created_by"),
-            i.c.disabled_at.label("i_disabled_at"),
-        )
-        .join(i, i.c.id == t.api_tokens.c.identity_id)
-        .where(t.api_tokens.c.id == token_id)
-    ).first()
+    row = conn.execute(_TOKEN_AND_IDENTITY, {"id": token_id}).first()
     if row is None:
         return None
     m = row._mapping
@@ -556,6 +583,9 @@ def revoke_mitigation(conn: Connection, mitigation_id: str, actor: str, now: dat
         .where(t.sod_mitigations.c.id == mitigation_id)
         .values(revoked_at=now, revoked_by=actor)
     )
+
+
+_LATEST_RULES = sa.select(t.sod_rule_sets).order_by(t.sod_rule_sets.c.version.desc()).limit(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -721,16 +751,16 @@ def get_grant(conn: Connection, grant_id: str, *, for_update: bool = False) -> G
     return _grant(row._mapping) if row else None
 
 
+_OPEN_GRANTS_OF = sa.select(t.breakglass_grants).where(
+    t.breakglass_grants.c.opener == sa.bindparam("opener"),
+    t.breakglass_grants.c.closed_at.is_(None),
+    t.breakglass_grants.c.expires_at > sa.bindparam("now", type_=t.UTCDateTime()),
+)
+
+
 def grants_of(conn: Connection, opener: str, now: datetime) -> list[Grant]:
     """The opener's grants that may still be open at ``now``."""
-    rows = conn.execute(
-        sa.select(t.breakglass_grants).where(
-            t.breakglass_grants.c.opener == opener,
-            t.breakglass_grants.c.closed_at.is_(None),
-            t.breakglass_grants.c.expires_at > now,
-        )
-    )
-    return [_grant(r._mapping) for r in rows]
+    return [_grant(r._mapping) for r in conn.execute(_OPEN_GRANTS_OF, {"opener": opener, "now": now})]
 
 
 def list_grants(

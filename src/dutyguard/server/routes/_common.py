@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 
 from dutyguard.audit.canonical import JSONValue
 from dutyguard.errors import (
@@ -26,7 +26,13 @@ from dutyguard.server.auth import Caller, runtime_of
 from dutyguard.server.problems import Problem
 from dutyguard.server.runtime import Runtime
 
-RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
+
+async def _runtime(request: Request) -> Runtime:
+    # async: a plain attribute read must not cost a trip through the thread pool.
+    return runtime_of(request)
+
+
+RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 
 _FORBIDDEN_CODES = frozenset(
     {

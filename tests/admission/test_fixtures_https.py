@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from dutyguard.admission.decide import EVALUATED_KINDS, Decider, admitted_object
+from dutyguard.admission.decide import EVALUATED_KINDS, Decider, admitted_object, text_of
 from dutyguard.admission.review import parse_review
 from dutyguard.admission.state import StateView, builtin_state
 from dutyguard.cli import main as cli_main
@@ -116,7 +116,7 @@ def _as_created(path: Path) -> dict[str, Any]:
 def gate_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, list[dict[str, Any]]]]:
     """``dutyguard scan`` once over every fixture object, written as the manifest the webhook reads.
 
-    The object is written as JSON with one key per line, the text the webhook's secret rules see;
+    The object is written as the JSON text the webhook's secret rules see (``text_of``);
     kind/apiVersion and the request's namespace are filled in where the fixture trimmed them.
     Returns, per fixture, the exit code the gate would give that file alone and its findings.
     """
@@ -126,7 +126,7 @@ def gate_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[in
         req = _as_created(path)
         obj = admitted_object(parse_review(review(req)), req["object"])
         name = f"obj{i:03d}.json"
-        (root / name).write_text(json.dumps(obj.doc, indent=1, ensure_ascii=False))
+        (root / name).write_bytes(text_of(obj.doc))
         names[name] = str(path)
     report_file = root.parent / f"{root.name}-report.json"
     cli_main(["scan", str(root), "--format", "json", "--output", str(report_file)])

@@ -108,6 +108,7 @@ def up(
         ssl_certfile=str(settings.tls_certfile) if settings.tls_certfile else None,
         ssl_keyfile=str(settings.tls_keyfile) if settings.tls_keyfile else None,
         server_header=False,
+        access_log=False,
         # Requests are small; a client that dribbles a body is cut off.
         timeout_keep_alive=5,
         h11_max_incomplete_event_size=64 * 1024,

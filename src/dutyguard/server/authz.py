@@ -55,6 +55,7 @@ DynamicOf = Callable[[Runtime, Connection, Request, Caller], tuple[Duty, Scope] 
 
 
 def org_scope(_request: Request) -> Scope:
+    """the organisation"""
     return ORG
 
 
@@ -75,6 +76,7 @@ def path_scope(kind: ScopeKind, param: str) -> ScopeOf:
             ) from None
 
     of.__qualname__ = f"path_scope({kind.value}, {param})"
+    of.__doc__ = f"`{kind.value}:{{{param}}}`"
     return of
 
 
@@ -97,6 +99,7 @@ def query_scope(kind: ScopeKind, param: str) -> ScopeOf:
             ) from None
 
     of.__qualname__ = f"query_scope({kind.value}, {param})"
+    of.__doc__ = f"`{kind.value}:<{param}>` with `?{param}=`, else the organisation"
     return of
 
 
@@ -111,6 +114,7 @@ class Requirement:
         dynamic: DynamicOf | None = None,
         any_scope: bool = False,
         enrollment_ok: bool = False,
+        note: str = "",
     ) -> None:
         if access is Access.DUTY and duty is None:
             raise ConfigError("a duty requirement needs a duty")
@@ -122,12 +126,28 @@ class Requirement:
         self.dynamic = dynamic
         self.any_scope = any_scope
         self.enrollment_ok = enrollment_ok
+        self.note = note
 
     def __repr__(self) -> str:
         if self.access is Access.DUTY:
             where = "any scope" if self.any_scope else self.scope.__qualname__
             return f"requires({self.duty}, {where})"
         return f"{self.access.value}()"
+
+    def describe(self) -> str:
+        """One line for the docs' route table (tests keep the table in step with the code)."""
+        if self.access is Access.PUBLIC:
+            return "none (public)"
+        if self.access is Access.AUTHENTICATED:
+            text = "any identity" + (" (enrollment tokens too)" if self.enrollment_ok else "")
+            return f"{text}; {self.note}" if self.note else text
+        if self.access is Access.DYNAMIC:
+            assert self.dynamic is not None
+            return (self.dynamic.__doc__ or "from the stored object").strip().splitlines()[0]
+        if self.any_scope:
+            return f"`{self.duty}` on {self.note or 'some scope'} (checked once the body is validated)"
+        where = (self.scope.__doc__ or self.scope.__qualname__).strip().splitlines()[0]
+        return f"`{self.duty}` on {where}"
 
     def __call__(self, request: Request) -> Caller:
         rt = runtime_of(request)
@@ -174,17 +194,20 @@ class PublicRequirement(Requirement):
         return None
 
 
-def requires(duty: Duty, scope: ScopeOf = org_scope, *, any_scope: bool = False) -> Requirement:
-    return Requirement(Access.DUTY, duty, scope, any_scope=any_scope)
+def requires(
+    duty: Duty, scope: ScopeOf = org_scope, *, any_scope: bool = False, note: str = ""
+) -> Requirement:
+    """``any_scope``: the target depends on the body; ``note`` says which (for the docs)."""
+    return Requirement(Access.DUTY, duty, scope, any_scope=any_scope, note=note)
 
 
 def requires_dynamic(resolver: DynamicOf) -> Requirement:
     return Requirement(Access.DYNAMIC, dynamic=resolver)
 
 
-def authenticated(*, enrollment_ok: bool = False) -> Requirement:
+def authenticated(*, enrollment_ok: bool = False, note: str = "") -> Requirement:
     """Any valid identity; ``enrollment_ok`` also admits enrollment tokens (whoami, own token)."""
-    return Requirement(Access.AUTHENTICATED, enrollment_ok=enrollment_ok)
+    return Requirement(Access.AUTHENTICATED, enrollment_ok=enrollment_ok, note=note)
 
 
 def public() -> PublicRequirement:

@@ -87,16 +87,19 @@ def _load(
 
 
 def _read_duty(rt: Runtime, conn: Connection, request: Request, caller: Caller) -> tuple[Duty, Scope]:
+    """the read duty of the request's kind (`sod.read` for `sod.rules.change`) on its scope"""
     stored, handler = _load(rt, conn, request, caller)
     return handler.read_duty, stored.request.scope
 
 
 def _approver_duty(rt: Runtime, conn: Connection, request: Request, caller: Caller) -> tuple[Duty, Scope]:
+    """the request's approver duty (`sod.rules.approve` for `sod.rules.change`) on its scope"""
     stored, _ = _load(rt, conn, request, caller)
     return stored.request.approver_duty, stored.request.scope
 
 
 def _maker_duty(rt: Runtime, conn: Connection, request: Request, caller: Caller) -> tuple[Duty, Scope]:
+    """the maker duty of the request's kind (`sod.rules.propose`); only the maker may withdraw"""
     stored, handler = _load(rt, conn, request, caller)
     return handler.policy.maker_duty, stored.request.scope
 
@@ -108,7 +111,7 @@ _WITHDRAW = requires_dynamic(_maker_duty)
 
 @router.get("/approvals")
 def list_approvals(
-    caller: Annotated[Caller, Depends(authenticated())],
+    caller: Annotated[Caller, Depends(authenticated(note="lists only kinds whose read duty it holds"))],
     rt: RuntimeDep,
     state: Annotated[RequestState | None, Query()] = None,
     limit: pagination.LimitParam = 50,

@@ -26,7 +26,8 @@ from dutyguard.server.schemas import BindingCreate, BindingOut, Page
 
 router = APIRouter(tags=["roles"])
 
-_ASSIGN = requires(Duty.ROLE_ASSIGN, any_scope=True)
+_BIND = requires(Duty.ROLE_ASSIGN, any_scope=True, note="the new binding's scope")
+_UNBIND = requires(Duty.ROLE_ASSIGN, any_scope=True, note="the removed binding's scope")
 
 
 def binding_out(sb: store.StoredBinding) -> BindingOut:
@@ -61,7 +62,7 @@ def list_bindings(
 
 
 @router.post("/role-bindings", status_code=201)
-def bind(body: BindingCreate, caller: Annotated[Caller, Depends(_ASSIGN)], rt: RuntimeDep) -> BindingOut:
+def bind(body: BindingCreate, caller: Annotated[Caller, Depends(_BIND)], rt: RuntimeDep) -> BindingOut:
     scope = Scope.parse(body.scope)
     obj = f"binding:{body.identity}/{body.role.value}@{scope}"
     now = rt.now()
@@ -108,7 +109,7 @@ def bind(body: BindingCreate, caller: Annotated[Caller, Depends(_ASSIGN)], rt: R
 
 @router.delete("/role-bindings/{binding_id}", status_code=204)
 def unbind(
-    binding_id: str, request: Request, caller: Annotated[Caller, Depends(_ASSIGN)], rt: RuntimeDep
+    binding_id: str, request: Request, caller: Annotated[Caller, Depends(_UNBIND)], rt: RuntimeDep
 ) -> Response:
     obj = f"binding:{binding_id}"
     with refusals(rt, caller, "role.unbind", obj), rt.db.write() as conn:

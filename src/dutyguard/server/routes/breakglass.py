@@ -48,7 +48,7 @@ def grant_out(g: Grant, rt: Runtime) -> GrantOut:
 
 
 def _close_duty(rt: Runtime, conn: Connection, request: Request, caller: Caller) -> tuple[Duty, Scope]:
-    """The opener closes their own grant with ``breakglass.open``; anyone else needs ``breakglass.review``."""
+    """`breakglass.open` on the grant's scope for its opener; `breakglass.review` for anyone else"""
     grant = store.get_grant(conn, str(request.path_params.get("grant_id", "")))
     if grant is None:
         raise not_found("break-glass grant")
@@ -86,7 +86,9 @@ def show_grant(grant_id: str, rt: RuntimeDep) -> GrantOut:
 @router.post("", status_code=201)
 def open_(
     body: BreakglassOpen,
-    caller: Annotated[Caller, Depends(requires(Duty.BREAKGLASS_OPEN, any_scope=True))],
+    caller: Annotated[
+        Caller, Depends(requires(Duty.BREAKGLASS_OPEN, any_scope=True, note="the grant's scope"))
+    ],
     rt: RuntimeDep,
 ) -> GrantOut:
     """Open an emergency grant: alerts at once and opens a review only someone else can close."""

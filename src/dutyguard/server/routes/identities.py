@@ -272,6 +272,7 @@ def _asset_scope(kind: str, name: str) -> Scope:
 
 
 def asset_scope_of(request: Request) -> Scope:
+    """`{kind}:{name}` (the asset itself)"""
     return _asset_scope(str(request.path_params.get("kind")), str(request.path_params.get("name")))
 
 

@@ -150,7 +150,7 @@ def create_token(
 def _others_tokens(
     rt: Runtime, conn: Connection, request: Request, caller: Caller
 ) -> tuple[Duty, Scope] | None:
-    """Listing another identity's tokens (``?identity=``) needs ``token.manage``; one's own does not."""
+    """own tokens: any identity; another's (`?identity=`): `token.manage` on the organisation"""
     identity = request.query_params.get("identity")
     return None if identity in (None, caller.id) else (Duty.TOKEN_MANAGE, ORG)
 
@@ -158,7 +158,7 @@ def _others_tokens(
 def _token_owner(
     rt: Runtime, conn: Connection, request: Request, caller: Caller
 ) -> tuple[Duty, Scope] | None:
-    """Revoking another identity's token needs ``token.manage``; one's own does not."""
+    """own token: any identity; another's: `token.manage` on the organisation"""
     rec = store.get_token(conn, str(request.path_params.get("token_id", "")))
     if rec is None:
         raise not_found("token")

@@ -146,10 +146,23 @@ def test_migrated_schema_matches_the_metadata(database_url: str) -> None:
     try:
         dbmod.upgrade(db)
         dbmod.upgrade(db)  # idempotent
-        assert dbmod.current_revision(db) == dbmod.head_revision() == "0001"
+        assert dbmod.current_revision(db) == dbmod.head_revision() == dbmod.HEAD_REVISION
         with db.engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
         assert diff == []
+    finally:
+        db.dispose()
+
+
+def test_start_skips_alembic_only_at_head(database_url: str) -> None:
+    db = dbmod.Database(database_url)
+    try:
+        dbmod.ensure_schema(db)  # empty database: migrates
+        assert dbmod.current_revision(db) == dbmod.HEAD_REVISION
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'older'")
+        with pytest.raises(dbmod.StorageError):
+            dbmod.ensure_schema(db)  # not at head: Alembic runs (and cannot find 'older')
     finally:
         db.dispose()
 

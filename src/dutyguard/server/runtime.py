@@ -73,9 +73,9 @@ def open_runtime(settings: Settings, *, migrate: bool = True, clock: Clock = utc
     hasher = TokenHasher(load_token_key(settings.token_key_path))
     database = dbmod.Database(settings.effective_database_url)
     if migrate:
-        dbmod.upgrade(database)
+        dbmod.ensure_schema(database)
     return Runtime(
-        schema_revision=dbmod.current_revision(database),
+        schema_revision=dbmod.HEAD_REVISION if migrate else None,
         settings=settings,
         db=database,
         hasher=hasher,

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import typer
 
-from dutyguard.policy.errors import PolicyBundleError
-
 policy_app = typer.Typer(
     name="policy",
     help="Security-owned policy bundles (apiVersion dutyguard.dev/v1, kind PolicyBundle).",
@@ -33,6 +31,7 @@ def lint(
     output_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
     """Validate a policy bundle offline: its shape, its rule ids, packs and tags, and its consistency."""
+    from dutyguard.policy.errors import PolicyBundleError
     from dutyguard.policy.model import Stage
     from dutyguard.policy.parse import lint_bundle, load_bundle
     from dutyguard.rules import default_registry

@@ -295,13 +295,9 @@ def scan(
 
     threshold = Severity.parse(fail_on)
     limits = Limits(max_file_bytes=max_file_size)
-    from dutyguard.exceptions.matcher import MatchContext
-
-    context = MatchContext(
-        app=_context_name(app_name, "--app"),
-        cluster=_context_name(cluster, "--cluster"),
-        image_digests=_image_digests(subject),
-    )
+    app_name = _context_name(app_name, "--app")
+    cluster = _context_name(cluster, "--cluster")
+    image_digests = _image_digests(subject)
     if server is not None:
         raise ConfigError(
             "--server is not available yet: save the signed state with `dutyguard state pull DIR` "
@@ -310,10 +306,12 @@ def scan(
     gate = None
     if state is not None:
         _refuse_policy_flags(ctx)
+        from dutyguard.exceptions.matcher import MatchContext
         from dutyguard.trust._time import utc_now
         from dutyguard.trust.gate import open_state
         from dutyguard.trust.state import default_state_file
 
+        context = MatchContext(app=app_name, cluster=cluster, image_digests=image_digests)
         registry = default_registry()
         # Every check happens here, before anything is read: a failure is exit 2 (fail closed).
         gate = open_state(state, trust, state_file or default_state_file(), registry, utc_now())
@@ -333,7 +331,7 @@ def scan(
         print("dutyguard: interrupted; no decision was made", file=sys.stderr)
         raise typer.Exit(130) from None
     if gate is not None:
-        report = gate.apply(report, context)
+        report = gate.apply(report, context)  # after the scan, judged at the time verification ran
 
     color = output is None and _wants_color(sys.stdout)
     text = output_format.to_formatter().render(report, FormatContext(registry=registry, color=color))

@@ -365,3 +365,19 @@ def test_state_file_only_moves_forward(cp: ControlPlane, runner: Runner, node_ex
     recorded = json.loads(runner.state_file.read_text())["issuers"][cp.issuer]
     assert recorded["bundle"]["version"] == 2
     assert recorded["snapshot"]["version"] == 2
+
+
+def test_plain_scan_loads_no_trust_code(node_exporter: str) -> None:
+    # Startup matters for single-file scans: signed-state code is imported only with --state.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from dutyguard.cli import main\n"
+        f"main(['scan', '-f', 'json', '-o', '/dev/null', {node_exporter!r}])\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('dutyguard.trust', 'dutyguard.policy',"
+        " 'dutyguard.exceptions', 'cryptography'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"

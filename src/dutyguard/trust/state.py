@@ -22,10 +22,11 @@ Invariants:
 - Documents are loaded in order: the bundle first, then the snapshot; each at most once.
 - Nothing is parsed before a signature by a trusted key verified over exactly its bytes and
   payload type (DSSE PAE); the key must have been valid when the document says it was issued.
-- A loaded document is final: signed, of the right type, strictly parsed, its digest matching,
-  unexpired at ``now`` (and with a bounded lifetime), not older than the version this runner
-  last accepted from the same issuer, and not a different document under an already accepted
-  version. Otherwise loading raises the error of the check that failed and nothing is kept.
+- A loaded document is final: signed, of the right type, unexpired at ``now`` (and with a bounded
+  lifetime), not older than the version this runner last accepted from the same issuer nor a
+  different document under an already accepted version, strictly parsed, its digest matching.
+  The checks run in that order (cheap ones first); the first that fails raises its error and
+  nothing is kept.
 - The record of versions seen (:class:`StateFile`) only moves forward, and only after both
   documents verified; it is written atomically under a lock, so two concurrent runs on one
   runner cannot lower it.
@@ -349,6 +350,10 @@ class TrustedState:
             raise MalformedError(source, "digest is not sha256:<64 hex digits>")
         if previous is not None and not _is_digest(previous):
             raise MalformedError(source, "previousDigest is not sha256:<64 hex digits> or null")
+        # The cheap checks first: an old or expired copy is refused before its bundle is parsed.
+        self._check_keys(keys, issued_at, source)
+        self._check_time(issued_at, expires, MAX_BUNDLE_LIFETIME, source, f"bundle v{version}")
+        self._check_rollback(self.seen.bundles.get(issuer), version, digest, issuer, source, "bundle")
         try:
             from dutyguard.policy.parse import parse_bundle
 
@@ -363,9 +368,6 @@ class TrustedState:
             raise DigestMismatchError(
                 source, f"the bundle hashes to {actual}, but the signed digest is {digest}"
             )
-        self._check_keys(keys, issued_at, source)
-        self._check_time(issued_at, expires, MAX_BUNDLE_LIFETIME, source, f"bundle v{version}")
-        self._check_rollback(self.seen.bundles.get(issuer), version, digest, issuer, source, "bundle")
         published = PublishedBundle(
             issuer, version, issued_at, expires, bundle, previous if isinstance(previous, str) else None
         )
@@ -385,6 +387,12 @@ class TrustedState:
                 source,
                 f"issued by {issuer!r}, but the bundle by {self.bundle.published.issuer!r}: state of two control planes",
             )
+        digest = DIGEST_PREFIX + hashlib.sha256(payload).hexdigest()
+        self._check_keys(keys, issued_at, source)
+        self._check_time(issued_at, expires, MAX_SNAPSHOT_LIFETIME, source, f"exception snapshot v{version}")
+        self._check_rollback(
+            self.seen.snapshots.get(issuer), version, digest, issuer, source, "exception snapshot"
+        )
         items = value["exceptions"]
         if not isinstance(items, list):
             raise MalformedError(source, "exceptions is not a list")
@@ -401,12 +409,6 @@ class TrustedState:
                 raise MalformedError(source, f"exceptions[{i}]: id {g.id!r} appears twice")
             ids.add(g.id)
             grants.append(g)
-        digest = DIGEST_PREFIX + hashlib.sha256(payload).hexdigest()
-        self._check_keys(keys, issued_at, source)
-        self._check_time(issued_at, expires, MAX_SNAPSHOT_LIFETIME, source, f"exception snapshot v{version}")
-        self._check_rollback(
-            self.seen.snapshots.get(issuer), version, digest, issuer, source, "exception snapshot"
-        )
         snap = ExceptionSnapshot(issuer, version, issued_at, expires, tuple(grants))
         self.snapshot = VerifiedSnapshot(snap, keys, source, digest)
         return self.snapshot

@@ -806,7 +806,9 @@ class _ShellReader:
         self.all.append(_Cmd(sw, [], offset, source, self.pipelines, 0, "", self.seq))
 
     def finish(self) -> tuple[ShellCommand, ...]:
-        ordered = sorted(self.all, key=lambda c: (c.source + 1, c.offset, c.seq))
+        # A bare redirection ("done < list", "> file") runs no program: not a command.
+        kept = (c for c in self.all if c.words or c.assigns)
+        ordered = sorted(kept, key=lambda c: (c.source + 1, c.offset, c.seq))
         index = {id(c): i for i, c in enumerate(ordered)}
         return tuple(
             ShellCommand(
@@ -817,7 +819,7 @@ class _ShellReader:
                 pipeline=c.pipeline,
                 position=c.position,
                 connector=c.connector,
-                parent=index[id(c.parent)] if c.parent is not None else -1,
+                parent=index.get(id(c.parent), -1),
                 nesting=c.nesting,
                 stdin_heredoc=c.stdin_heredoc,
                 outputs=tuple(c.outputs),

@@ -27,11 +27,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from dutyguard.core.model import Finding, ScanReport, Waiver
+from dutyguard.core.model import Finding, ScanReport, Severity, Waiver
 from dutyguard.exceptions.model import ExceptionGrant
 from dutyguard.policy.model import ExceptionPolicy
 
 MAX_CANDIDATES = 64
+
+_K = tuple[str, str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +48,16 @@ class MatchContext:
 def _preference(e: ExceptionGrant) -> tuple[int, int, float, str]:
     # Narrowest first (a fingerprint, then a pinned app or image), then the most approved, then
     # the latest expiry; the id makes the choice deterministic.
-    narrowness = 0 if e.scope.fingerprint else (1 if not e.wide else 2)
+    s = e.scope
+    narrowness = 0 if s.fingerprint else (1 if s.app is not None or s.image_digest is not None else 2)
     return (narrowness, -len(e.approvers), -e.expires.timestamp(), e.id)
+
+
+def _ranked(groups: dict[_K, list[ExceptionGrant]]) -> dict[_K, tuple[ExceptionGrant, ...]]:
+    return {
+        k: tuple(v) if len(v) == 1 else tuple(sorted(v, key=_preference)[:MAX_CANDIDATES])
+        for k, v in groups.items()
+    }
 
 
 class ExceptionMatcher:
@@ -61,56 +71,60 @@ class ExceptionMatcher:
         self.policy = policy
         self.context = context
         self.now = now
-        by_fp: dict[tuple[str, str], list[ExceptionGrant]] = {}
+        # Per severity, precomputed: matching must cost next to nothing per finding.
+        self._quorum = {sev: policy.required_approvals(sev, wide=False) for sev in Severity}
+        self._wide_quorum = {sev: policy.required_approvals(sev, wide=True) for sev in Severity}
+        self._max_duration = {sev: policy.max_duration(sev) for sev in Severity}
+        app, cluster, images = context.app, context.cluster, context.image_digests
+        by_fp: dict[tuple[str, str | None], list[ExceptionGrant]] = {}
         by_ns: dict[tuple[str, str | None], list[ExceptionGrant]] = {}
-        self.active = 0
+        active = 0
         for e in exceptions:
-            if e.expires <= now or not self._context_matches(e):
-                continue
-            self.active += 1
             s = e.scope
+            if (
+                e.expires <= now
+                or (s.app is not None and s.app != app)
+                or (s.cluster is not None and s.cluster != cluster)
+                or (s.image_digest is not None and s.image_digest not in images)
+            ):
+                continue
+            active += 1
             if s.fingerprint is not None:
                 by_fp.setdefault((e.rule_id, s.fingerprint), []).append(e)
             else:
                 by_ns.setdefault((e.rule_id, s.namespace), []).append(e)
-        self._by_fp = {k: sorted(v, key=_preference)[:MAX_CANDIDATES] for k, v in by_fp.items()}
-        self._by_ns = {k: sorted(v, key=_preference)[:MAX_CANDIDATES] for k, v in by_ns.items()}
-
-    def _context_matches(self, e: ExceptionGrant) -> bool:
-        s, ctx = e.scope, self.context
-        if s.app is not None and s.app != ctx.app:
-            return False
-        if s.cluster is not None and s.cluster != ctx.cluster:
-            return False
-        return s.image_digest is None or s.image_digest in ctx.image_digests
+        self.active = active
+        self._by_fp = _ranked(by_fp)
+        self._by_ns = _ranked(by_ns)
 
     def admits(self, e: ExceptionGrant, f: Finding) -> bool:
         """Whether the bundle's exception policy allows ``e`` for a finding of this severity."""
-        if len(e.approvers) < self.policy.required_approvals(f.severity, e.wide):
-            return False
-        return e.expires - e.approved_at <= self.policy.max_duration(f.severity)
+        sev = f.severity
+        needed = self._wide_quorum[sev] if e.wide else self._quorum[sev]
+        return len(e.approvers) >= needed and e.expires - e.approved_at <= self._max_duration[sev]
 
     def match(self, f: Finding) -> ExceptionGrant | None:
-        if not (self._by_fp or self._by_ns):
-            return None
-        keys: list[list[ExceptionGrant] | None] = [self._by_fp.get((f.rule_id, f.fingerprint))]
-        if f.location.namespace is not None:
-            keys.append(self._by_ns.get((f.rule_id, f.location.namespace)))
-        keys.append(self._by_ns.get((f.rule_id, None)))
-        for candidates in keys:
-            for e in candidates or ():
-                if self.admits(e, f):
-                    return e
+        rule = f.rule_id
+        for candidates in (
+            self._by_fp.get((rule, f.fingerprint)),
+            self._by_ns.get((rule, f.location.namespace)) if f.location.namespace is not None else None,
+            self._by_ns.get((rule, None)),
+        ):
+            if candidates:
+                for e in candidates:
+                    if self.admits(e, f):
+                        return e
         return None
 
     def apply(self, report: ScanReport) -> ScanReport:
         """The report with every matching finding marked waived (order and everything else unchanged)."""
         if not (self._by_fp or self._by_ns):
             return report
+        rules = {k[0] for k in self._by_fp} | {k[0] for k in self._by_ns}
         out: list[Finding] = []
         changed = False
         for f in report.findings:
-            e = self.match(f)
+            e = self.match(f) if f.rule_id in rules else None
             if e is None:
                 out.append(f)
             else:

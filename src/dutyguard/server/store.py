@@ -313,12 +313,38 @@ def teams_of(conn: Connection, identity_id: str) -> frozenset[str]:
     return frozenset(conn.execute(_TEAMS_OF, {"id": identity_id}).scalars())
 
 
+# Bindings and team memberships in one round trip: every authenticated request needs both.
+_GRANTS_OF = sa.union_all(
+    sa.select(
+        sa.literal("b").label("what"),
+        t.role_bindings.c.id.label("key"),
+        t.role_bindings.c.role.label("a"),
+        t.role_bindings.c.scope_kind.label("b"),
+        t.role_bindings.c.scope_id.label("c"),
+    ).where(t.role_bindings.c.identity_id == sa.bindparam("id")),
+    sa.select(
+        sa.literal("t"),
+        t.team_members.c.team_id,
+        sa.null(),
+        sa.null(),
+        sa.null(),
+    ).where(t.team_members.c.identity_id == sa.bindparam("id")),
+)
+
+
 def load_principal(conn: Connection, identity: Identity) -> Principal:
+    bindings: list[tuple[str, Binding]] = []
+    teams: set[str] = set()
+    for what, key, role, scope_kind, scope_id in conn.execute(_GRANTS_OF, {"id": identity.id}):
+        if what == "t":
+            teams.add(key)
+        else:
+            bindings.append((key, Binding(identity.id, Role(role), Scope(ScopeKind(scope_kind), scope_id))))
     return Principal(
         id=identity.id,
         kind=identity.kind,
-        teams=teams_of(conn, identity.id),
-        bindings=tuple(sb.binding for sb in bindings_of(conn, identity.id)),
+        teams=frozenset(teams),
+        bindings=tuple(b for _, b in sorted(bindings, key=lambda kb: kb[0])),
     )
 
 

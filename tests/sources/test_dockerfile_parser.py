@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dutyguard.core.evaluate import evaluate
 from dutyguard.core.policy import Policy
@@ -543,6 +545,31 @@ def test_time_budget_is_enforced() -> None:
     with pytest.raises(LimitExceeded) as err:
         parse_bytes(b"FROM alpine:3.20\n" + b"\n" * 70_000, limits=Limits(file_seconds=0.0))
     assert "took longer than 0.0 s" in err.value.reason
+
+
+_PIECES = (
+    "FROM", "RUN", "ENV", "ARG", "COPY", "ADD", "USER", "ONBUILD", "HEALTHCHECK", "CMD", "EXPOSE", "SHELL", " ",
+    "\n", "\\\n", "\\", "`", "'", '"', "$", "${", "}", "${A:-", ":+", "$(", ")", "(", "|", "&&", ";", "&",
+    "<<EOF", "<<-'X'", "EOF\n", "\tX\n", "#", "# escape=`\n", "=", "A", "sudo", "curl", "-k", "sh", "-c",
+    "apt-get", "install", "update", "chmod", "777", "[", "]", '["a",', "1]", "--mount=type=cache,target=/x",
+    "--from=", "AS", "22", "-", "<(", ">", "2>&1", "case", "in", "esac", "if", "then", "fi", "{", "\x0b", "é",
+)  # fmt: skip
+
+
+@settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.sampled_from(_PIECES), max_size=120), st.booleans())
+def test_random_dockerfile_text_never_crashes(pieces: list[str], with_from: bool) -> None:
+    """Any text is either read (and every rule runs without error, locating findings inside the file)
+    or refused with an InputError: never another exception."""
+    text = ("FROM alpine\n" if with_from else "") + "".join(pieces)
+    try:
+        df = parse(text)
+    except InputError:
+        return
+    ev = evaluate(default_registry(), Policy(allowed_registries=("ghcr.io/acme",)), [df])
+    assert ev.errors == ()
+    for f in ev.findings:
+        assert f.location.line is not None and 1 <= f.location.line <= text.count("\n") + 1
 
 
 def test_deep_json_is_not_a_crash() -> None:

@@ -499,11 +499,6 @@ class _Budget:
     def fail(self, line: int, reason: str) -> LimitExceeded:
         return LimitExceeded(self.name, f"line {line}: {reason}" if line > 0 else reason)
 
-    def tick(self, line: int) -> None:
-        self.ticks += 1
-        if self.ticks & 0x3FF == 0 and time.monotonic() > self.deadline:
-            raise self.fail(line, f"reading took longer than {self.limits.file_seconds} s")
-
     def clock(self, line: int) -> None:
         if time.monotonic() > self.deadline:
             raise self.fail(line, f"reading took longer than {self.limits.file_seconds} s")

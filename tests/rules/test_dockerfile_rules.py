@@ -377,11 +377,12 @@ def test_add_rules() -> None:
         "ADD --checksum=sha256:" + "b" * 64 + " https://example.com/b.zip /b\n"
         "ADD https://github.com/acme/app.git#" + "c" * 40 + " /src\n"
         "ADD git@github.com:acme/app.git /src2\n"
+        "ADD --checksum=" + "d" * 40 + " https://github.com/acme/lib.git /lib\n"
         "ADD app.tar.gz /opt/\n"
         "ADD ./conf /etc/conf\n"
     )
     assert lines(text, "dockerfile.add-remote-source") == [2, 5]
-    assert lines(text, "dockerfile.add-instead-of-copy") == [7]
+    assert lines(text, "dockerfile.add-instead-of-copy") == [8]
 
 
 SECRET_NAMES = "DB_PASSWORD API_KEY apiKey GITHUB_TOKEN AWS_SECRET_ACCESS_KEY AWS_ACCESS_KEY_ID NPM_AUTH"
@@ -429,6 +430,7 @@ def test_secret_files_copied() -> None:
         "FROM alpine:3.20 AS build\nCOPY .npmrc /root/.npmrc\n"
         "FROM alpine:3.20\nCOPY id_ed25519 /root/.ssh/\nCOPY .env.example /app/\nCOPY certs/server.key /tls/\n"
         "COPY id_ed25519.pub /root/.ssh/\n"
+        "COPY nodesource-repo.key /tmp/\nCOPY vendor.key /etc/apt/keyrings/vendor.key\n"  # public signing keys
     )
     assert hits(text, "dockerfile.secret-file-copied") == [
         (2, Severity.MEDIUM),  # only in a builder stage (and the build cache)

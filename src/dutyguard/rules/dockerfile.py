@@ -509,8 +509,8 @@ class AddRemoteSource(Rule[Dockerfile]):
             for src in _copy_sources(ins):
                 if not _URL.match(src):
                     continue
-                git = src.startswith("git@") or ".git" in src.split("#", 1)[0][-5:] or "#" in src
-                if (git and _GIT_PINNED.search(src)) or (not git and ins.flag("checksum") is not None):
+                git = src.startswith("git@") or src.split("#", 1)[0].endswith(".git") or "#" in src
+                if ins.flag("checksum") is not None or (git and _GIT_PINNED.search(src)):
                     continue
                 yield Violation(f"ADD fetches {src} without verifying it", path=(top.index,), key=src)
 
@@ -622,6 +622,8 @@ class SecretInEnvOrArg(Rule[Dockerfile]):
         return f"ENV {kv.key} stores a secret in the image configuration", None
 
 
+_PUBLIC_KEY_HINTS = re.compile(r"gpg|pgp|pub|apt|repo|release|signing|keyring", re.IGNORECASE)
+_KEYRING_DIRS = ("/etc/apt/", "/usr/share/keyrings", "/etc/pki/rpm-gpg", "/etc/apk/keys")
 _SECRET_FILES = re.compile(
     r"(^|/)(id_(rsa|dsa|ecdsa|ed25519)|\.netrc|\.git-credentials|\.npmrc|\.pypirc|\.dockercfg|"
     r"\.docker/config\.json|\.aws/credentials|\.kube/config|kubeconfig|[^/]*\.kubeconfig|"
@@ -649,8 +651,15 @@ class SecretFileCopied(Rule[Dockerfile]):
         for ins in resource.instructions:
             if ins.keyword not in ("COPY", "ADD"):
                 continue
+            dest = ins.expanded[-1] if ins.expanded else ""
             for src in _copy_sources(ins):
-                if _URL.match(src) or not _SECRET_FILES.search(src.rstrip("/")):
+                m = _SECRET_FILES.search(src.rstrip("/"))
+                if _URL.match(src) or m is None:
+                    continue
+                # "repo.key" copied into a keyring is a repository's public signing key
+                if m.group(0).lower().endswith(".key") and (
+                    _PUBLIC_KEY_HINTS.search(m.group(0)) or dest.startswith(_KEYRING_DIRS)
+                ):
                     continue
                 in_image = ins.stage in final
                 where = "into the image" if in_image else "into a build stage (and its cache)"

@@ -4,8 +4,8 @@ Decisions, each one a place where a Dockerfile could be read two ways:
 
 - **Lines** follow BuildKit's parser: parser directives (``# escape=``, ``# syntax=``) only at the very
   top; ``#`` comments are whole lines, and inside a continuation they (and blank lines) are dropped;
-  the escape character (``\\`` or, with ``# escape=`\u0060``, a backtick) continues a line unless it is
-  itself escaped. ``RUN echo x # y`` keeps ``# y``: there it is the shell's comment, not ours.
+  the escape character (a backslash, or a backtick after ``# escape=``) continues a line unless it
+  is itself escaped. ``RUN echo x # y`` keeps ``# y``: there it is the shell's comment, not ours.
 - **Heredocs** (``<<EOF``, ``<<-EOF``, quoted delimiters, several on one line) exist for RUN, COPY and
   ADD in shell form only, exactly as in BuildKit (``<< EOF`` with a space is not one). An unterminated
   heredoc makes BuildKit refuse the file and would swallow the rest of it: we refuse it too.

@@ -271,6 +271,44 @@ def test_trivy_examples(shared_data: Path, alias: str) -> None:
     assert sorted(f.location.line or 0 for f in found if f.rule_id in ours) == TRIVY_BAD_LINES[alias]
 
 
+@pytest.mark.parametrize(
+    ("golden", "fixture"),
+    [
+        ("dockerfile.json.golden", "fixtures/repo/dockerfile/Dockerfile"),
+        ("dockerfile_file_pattern.json.golden", "fixtures/repo/dockerfile_file_pattern/Customfile"),
+        ("dockerfile-custom-policies.json.golden", "fixtures/repo/custom-policy/Dockerfile"),
+    ],
+)
+def test_trivy_integration_goldens(shared_data: Path, golden: str, fixture: str) -> None:
+    """Trivy's own output on its fixtures: every built-in DS check it fails, we fail; every one it
+    passes and we implement, we pass, except HEALTHCHECK NONE (below)."""
+    root = SHARED_DATA / "trivy" / "integration" / "testdata"
+    aliases = {str(e["id"]): _short_alias(e) for e in _trivy_index() if str(e["id"]).startswith("DS")}
+    results = json.loads((root / golden).read_text())["Results"]
+    failing = {
+        aliases[m["ID"]] for r in results for m in r.get("Misconfigurations", []) if m["ID"] in aliases
+    }
+    _, found = scan((root / fixture).read_bytes(), name=fixture)
+    ours = {f.rule_id for f in found}
+    for alias in aliases.values():
+        translated = set(REGISTRY.translate(alias))
+        if alias in failing:
+            assert translated & ours, alias
+        elif alias == "DS026":
+            # Trivy passes DS026 when any HEALTHCHECK instruction exists; "HEALTHCHECK NONE" switches
+            # health checking off, which is what the rule is about, so we report it (low severity).
+            assert [
+                (f.location.line, f.message) for f in found if f.rule_id == "dockerfile.no-healthcheck"
+            ] == [
+                (
+                    len((root / fixture).read_text().rstrip().split("\n")),
+                    "HEALTHCHECK NONE disables health checking",
+                )
+            ]
+        else:
+            assert not translated & ours, alias
+
+
 # --- a realistic multi-stage file --------------------------------------------------------------
 
 

@@ -366,6 +366,16 @@ def test_assignments_redirections_and_wrappers() -> None:
     assert pip.invocation.program == "pip"
 
 
+def test_su_c_strings_are_followed_unless_the_outer_shell_substitutes() -> None:
+    cmds = read_shell(
+        'su nobody -s /bin/sh -c "cd /x && sudo make \\$(nproc)"; sh -c "$(curl -s https://x)"', 0
+    )
+    got = [(c.invocation.program, c.nesting) for c in cmds]
+    # "\$(nproc)" is escaped for the outer shell: the inner one runs it; the unescaped $(curl ...) is
+    # run by the outer shell, and what the inner shell gets is its unknowable output
+    assert got == [("su", ""), ("cd", "-c"), ("make", "-c"), ("nproc", "$("), ("sh", ""), ("curl", "$(")]
+
+
 def test_shell_c_with_options_taking_values() -> None:
     cmds = read_shell("bash -o pipefail -ec 'sudo ls'", 0)
     assert [c.invocation.program for c in cmds] == ["bash", "ls"]

@@ -173,6 +173,8 @@ class ShellWord:
     raw: str
     offset: int
     quoted: bool
+    substituted: bool = False
+    """Holds a ``$(...)``/backtick/``<(...)`` the shell runs before the command (its output is unknown)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -1042,6 +1044,7 @@ class _ShellReader:
         exp: list[str] = []
         size = 0
         quoted = False
+        subs_before = len(subs)
 
         def put(v: str, e: str | None = None, /) -> None:
             nonlocal size
@@ -1116,7 +1119,8 @@ class _ShellReader:
         value = "".join(val)
         expanded = "".join(exp)
         self.budget.spend(len(expanded), self.line)
-        return ShellWord(value, expanded, t[start:i], self._off(cx, start), quoted), min(i, end)
+        word = ShellWord(value, expanded, t[start:i], self._off(cx, start), quoted, len(subs) > subs_before)
+        return word, min(i, end)
 
     def _substitute(self, cx: _Ctx, i: int, closer: str, kind: str, subs: list[tuple[str, int, int]]) -> int:
         if cx.depth + 1 > _MAX_NESTING:
@@ -1280,9 +1284,9 @@ def read_shell(
         inv = cmd.inv = unwrap(cmd.words, cmd.assigns)
         script = _shell_c_script(inv)
         depth = _nesting_depth(cmd)
-        if script is not None and (script.raw.startswith("'") or not _SUBSTITUTION.search(script.value)):
-            # Outside single quotes, $(...) was already read as part of the outer command; what
-            # the inner shell then runs is its output, which nobody can know before the build.
+        if script is not None and not script.substituted:
+            # A $(...) in the string was already read as part of the outer command; what the
+            # inner shell then runs is its output, which nobody can know before the build.
             reader.script(
                 script.value,
                 0,
@@ -1304,9 +1308,6 @@ def read_shell(
                 nesting="<<",
             )
     return reader.finish()
-
-
-_SUBSTITUTION = re.compile(r"\$\(|`")
 
 
 def _nesting_depth(cmd: _Cmd) -> int:

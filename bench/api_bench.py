@@ -265,24 +265,28 @@ def measure(label: str, database_url: str | None, args: argparse.Namespace, work
     for _ in range(args.runs):
         with server(data, db_url) as (_url, seconds):
             startup.append(seconds)
-    runs: dict[str, list[dict[str, Any]]] = {"paced": [], "saturated": []}
-    with server(data, db_url) as (url, _s):
-        for _ in range(args.runs):
-            for mode in ("paced", "saturated"):
-                runs[mode].append(run_clients(url, tokens, mode, args.clients, args.rate, args.seconds))
-                print(f"  {label} {mode}: {runs[mode][-1]}", file=sys.stderr)
     out: dict[str, Any] = {
         "database": label,
         "startup_first_s": statistics.median(first),
         "startup_s": statistics.median(startup),
         "startup_runs_s": startup,
+        "load": {},
     }
-    for mode, results in runs.items():
-        out[mode] = {
-            key: statistics.median(r[key] for r in results)
-            for key in ("throughput_rps", "p50_ms", "p90_ms", "p99_ms", "max_ms", "requests", "errors")
-        }
-        out[mode]["runs_p99_ms"] = [r["p99_ms"] for r in results]
+    for workers in args.workers:
+        runs: dict[str, list[dict[str, Any]]] = {"paced": [], "saturated": []}
+        with server(data, db_url, ("--workers", str(workers))) as (url, _s):
+            for _ in range(args.runs):
+                for mode in ("paced", "saturated"):
+                    runs[mode].append(run_clients(url, tokens, mode, args.clients, args.rate, args.seconds))
+                    print(f"  {label} x{workers} {mode}: {runs[mode][-1]}", file=sys.stderr)
+        row: dict[str, Any] = {}
+        for mode, results in runs.items():
+            row[mode] = {
+                key: statistics.median(r[key] for r in results)
+                for key in ("throughput_rps", "p50_ms", "p90_ms", "p99_ms", "max_ms", "requests", "errors")
+            }
+            row[mode]["runs_p99_ms"] = [r["p99_ms"] for r in results]
+        out["load"][str(workers)] = row
     return out
 
 
@@ -321,16 +325,23 @@ def render(results: dict[str, Any]) -> str:
         f"Measured {results['date']} on {results['machine']} (load average at start {results['loadavg']}), "
         f"{results['clients']} clients, {results['seconds']} s per run, median of {results['runs']} runs.",
         "",
-        "| database | start-up (first) | start-up | paced 500 req/s: p50 / p99 | saturated: req/s | saturated: p50 / p99 |",
-        "|---|---|---|---|---|---|",
+        "| database | `up --workers` | paced 500 req/s: p50 / p99 | saturated: req/s | saturated: p50 / p99 |",
+        "|---|---|---|---|---|",
     ]
     for r in results["results"]:
-        p, s = r["paced"], r["saturated"]
-        lines.append(
-            f"| {r['database']} | {r['startup_first_s']:.2f} s | {r['startup_s']:.2f} s | "
-            f"{p['p50_ms']:.1f} / **{p['p99_ms']:.1f} ms** | {s['throughput_rps']:.0f} | "
-            f"{s['p50_ms']:.1f} / {s['p99_ms']:.1f} ms |"
-        )
+        for workers, row in r["load"].items():
+            p, s = row["paced"], row["saturated"]
+            lines.append(
+                f"| {r['database']} | {workers} | {p['p50_ms']:.1f} / **{p['p99_ms']:.1f} ms** | "
+                f"{s['throughput_rps']:.0f} | {s['p50_ms']:.1f} / {s['p99_ms']:.1f} ms |"
+            )
+    lines += [
+        "",
+        "| database | start-up of `dutyguard up` (initialised) | first start (keys, schema, bootstrap) |",
+        "|---|---|---|",
+    ]
+    for r in results["results"]:
+        lines.append(f"| {r['database']} | **{r['startup_s']:.2f} s** | {r['startup_first_s']:.2f} s |")
     return "\n".join(lines)
 
 
@@ -355,6 +366,13 @@ def main() -> None:
     p.add_argument("--clients", type=int, default=50)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--rate", type=float, default=10.0, help="requests/s per client in the paced scenario")
+    p.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="server processes to measure (dutyguard up --workers)",
+    )
     p.add_argument("--postgres", help="an existing PostgreSQL (postgresql+psycopg://user@host:port/db)")
     p.add_argument("--no-postgres", action="store_true")
     p.add_argument("--no-write", action="store_true", help="print only; do not update results and docs")

@@ -261,3 +261,16 @@ def test_up_refuses_plain_http_on_a_public_address(
     assert code == 2
     assert "refusing to serve tokens in plain HTTP" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()  # refused before anything was created
+
+
+def test_up_with_two_workers_serves_from_both(
+    tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--workers 2``: the parent bootstraps once, each worker rebuilds the same settings from the environment."""
+    with dutyguard_up(["--workers", "2", "--demo"], env, tmp_path / "data") as (url, _proc, lines):
+        tokens = _tokens(lines)
+        cli = Cli(url, monkeypatch, capsys, tokens)
+        for _ in range(6):  # spread over the workers' connections
+            assert cli.json("carol", "whoami")["id"] == "carol"
+        cli.ok("adam", "team", "create", "from-worker")
+        assert cli.json("carol", "audit", "verify", "--server")["ok"] is True

@@ -387,3 +387,19 @@ def test_expired_breakglass_grant_is_due_for_review(org: Org) -> None:
         == 200
     )
     assert org.get("carol", "/breakglass", pending_review="true").json()["items"] == []
+
+
+def test_settings_survive_the_trip_to_worker_processes(tmp_path: Path) -> None:
+    from dutyguard.server.settings import settings_to_env
+
+    s = Settings(
+        host="0.0.0.0",
+        port=9443,
+        data_dir=tmp_path,
+        database_url="postgresql+psycopg://dg@db/dg",
+        notify_webhook="https://alerts.example/hook",
+        allow_remote_plaintext=True,
+    )
+    assert settings_from_env(settings_to_env(s)) == s
+    with pytest.raises(ConfigError, match="not a boolean"):
+        settings_from_env({"DUTYGUARD_ALLOW_REMOTE_PLAINTEXT": "perhaps"})

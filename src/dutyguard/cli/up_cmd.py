@@ -9,6 +9,7 @@ Everything heavy is imported inside the commands so ``dutyguard scan`` stays fas
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -45,6 +46,9 @@ def up(
     notify_webhook: str | None = typer.Option(
         None, "--notify-webhook", help="POST break-glass alarms here (env DUTYGUARD_NOTIFY_WEBHOOK)."
     ),
+    workers: int = typer.Option(
+        1, "--workers", min=1, max=32, envvar="DUTYGUARD_WORKERS", help="Server processes (one per core)."
+    ),
     log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
 ) -> None:
     """Start the control plane (API under /api/v1, OpenAPI at /api/v1/openapi.json)."""
@@ -53,7 +57,7 @@ def up(
     from dutyguard.server.bootstrap import bootstrap, seed_demo, write_demo_logins
     from dutyguard.server.db import redact
     from dutyguard.server.runtime import open_runtime
-    from dutyguard.server.settings import Settings, settings_from_env
+    from dutyguard.server.settings import Settings, settings_from_env, settings_to_env
 
     settings: Settings = settings_from_env(
         host=host,
@@ -89,7 +93,7 @@ def up(
                 print(f"    export DUTYGUARD_TOKEN={login.token}", file=out)
             print(f"  (tokens also saved, mode 0600, in {path})", file=out)
             print("  then: dutyguard whoami; dutyguard sod report; dutyguard approval list", file=out)
-    app = create_app(runtime=rt)
+    app = create_app(runtime=rt) if workers == 1 else None
     scheme = "https" if settings.tls else "http"
     print(
         f"dutyguard: control plane on {scheme}://{settings.host}:{settings.port}/api/v1 "
@@ -100,8 +104,14 @@ def up(
     )
     import uvicorn
 
+    if app is None:
+        # Each worker process builds its own runtime from the same settings (schema and keys exist).
+        rt.close()
+        os.environ.update(settings_to_env(settings))
     config = uvicorn.Config(
-        app,
+        app if app is not None else "dutyguard.server.app:app_from_env",
+        factory=app is None,
+        workers=workers,
         host=settings.host,
         port=settings.port,
         log_level=log_level,
@@ -113,6 +123,12 @@ def up(
         timeout_keep_alive=5,
         h11_max_incomplete_event_size=64 * 1024,
     )
+    if app is None:
+        from uvicorn.supervisors import Multiprocess
+
+        sock = config.bind_socket()
+        Multiprocess(config, sockets=[sock]).run()
+        return
     try:
         uvicorn.Server(config).run()
     finally:

@@ -129,7 +129,27 @@ _ENV_KEYS = {
     "data_dir": "DUTYGUARD_DATA_DIR",
     "database_url": "DUTYGUARD_DATABASE_URL",
     "notify_webhook": "DUTYGUARD_NOTIFY_WEBHOOK",
+    "tls_certfile": "DUTYGUARD_TLS_CERT",
+    "tls_keyfile": "DUTYGUARD_TLS_KEY",
+    "allow_remote_plaintext": "DUTYGUARD_ALLOW_REMOTE_PLAINTEXT",
 }
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def settings_to_env(settings: Settings) -> dict[str, str]:
+    """The ``DUTYGUARD_*`` variables that rebuild ``settings`` (for worker processes)."""
+    values: dict[str, object] = {
+        "host": settings.host,
+        "port": settings.port,
+        "data_dir": settings.data_dir,
+        "database_url": settings.database_url,
+        "notify_webhook": settings.notify_webhook,
+        "tls_certfile": settings.tls_certfile,
+        "tls_keyfile": settings.tls_keyfile,
+        "allow_remote_plaintext": "1" if settings.allow_remote_plaintext else None,
+    }
+    return {_ENV_KEYS[k]: str(v) for k, v in values.items() if v is not None}
 
 
 def settings_from_env(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -148,6 +168,11 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: object)
             values["port"] = int(str(values["port"]))
     except ValueError:
         raise ConfigError(f"port {values['port']!r} is not a number") from None
+    flag = values.get("allow_remote_plaintext")
+    if isinstance(flag, str):
+        if flag.lower() not in _TRUE | _FALSE:
+            raise ConfigError(f"DUTYGUARD_ALLOW_REMOTE_PLAINTEXT={flag!r} is not a boolean")
+        values["allow_remote_plaintext"] = flag.lower() in _TRUE
     if "data_dir" in values:
         values["data_dir"] = Path(str(values["data_dir"])).expanduser()
     for key in ("tls_certfile", "tls_keyfile"):

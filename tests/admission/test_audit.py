@@ -198,3 +198,16 @@ def test_recording_never_touches_the_network() -> None:
         record(s, True, f"d{i}")
     assert s.depth == 50
     assert s.metrics.audit_dropped.value("queue_full") == 450
+
+
+def test_fail_mode_decisions_are_always_sent_but_a_stale_verified_state_is_sampled() -> None:
+    from dataclasses import replace
+
+    from dutyguard.admission.audit import must_send
+    from dutyguard.admission.decide import Decision, Outcome
+
+    signed = replace(builtin_state(), signed=True, bundle_version=3)
+    assert must_send(Decision(Outcome.ALLOW, state=None, state_problem="no verified policy state yet"))
+    assert must_send(Decision(Outcome.ALLOW, state=builtin_state(), state_problem="bundle expired"))
+    assert not must_send(Decision(Outcome.ALLOW, state=signed, state_problem="control plane unreachable"))
+    assert must_send(Decision(Outcome.DENY, state=signed))

@@ -130,7 +130,13 @@ def decision_event(
 
 
 def must_send(d: Decision) -> bool:
-    return d.outcome is Outcome.DENY or bool(d.waived) or bool(d.state_problem)
+    """Denials, exception uses, and anything decided without a verified state (a fail mode).
+
+    A verified state that is merely stale (the last pull failed) is still verified: its allows
+    are sampled as usual, or an outage would flood the queue and crowd out the denials.
+    """
+    unverified = d.state is None or not d.state.signed
+    return d.outcome is Outcome.DENY or bool(d.waived) or (bool(d.state_problem) and unverified)
 
 
 class AuditShipper:

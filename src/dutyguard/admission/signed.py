@@ -224,7 +224,9 @@ class SignedStateProvider(StateProvider):
             if self._problem:
                 why += f"; {self._problem}"
             return StateView(None, why, age)
-        return StateView(state, "", age)
+        # In force, but possibly stale: the problem (control plane unreachable, a refused update)
+        # travels with it to /readyz and the audit trail.
+        return StateView(state, self._problem, age)
 
     @property
     def problem(self) -> str:

@@ -140,7 +140,8 @@ class StateView:
 
     state: EnforcementState | None
     problem: str = ""
-    """Why there is no state (missing, expired, failed verification); empty when there is one."""
+    """Why there is no state (missing, expired, failed verification), or, with a state, why it
+    may be stale (the last pull failed or was refused); empty when all is well."""
     age_seconds: float | None = None
     """Seconds since the enforced state was last verified (``None``: built-in, never pulled)."""
 

@@ -427,3 +427,25 @@ def test_unknown_route_and_method_are_problems(org: Org) -> None:
     r = org.client.patch("/api/v1/users", headers=org.h("adam"), json={})
     assert r.status_code == 405
     assert r.json()["type"] == "urn:dutyguard:problem:method-not-allowed"
+
+
+def test_conflict_rules_edited_in_the_database_stop_writes(org: Org) -> None:
+    """The rules in force are checked against their recorded digest: a rule quietly deleted in the
+    table makes changes fail closed instead of being decided under weaker rules."""
+    from dutyguard.server.tables import sod_rule_sets
+
+    rid = pending_rules_change(org)
+    assert org.post("sam", f"/approvals/{rid}/approve").json()["state"] == "approved"
+    with org.rt.db.write() as conn:
+        doc = json.loads(conn.execute(sa.select(sod_rule_sets.c.document)).scalar_one())
+        doc["rules"] = [r for r in doc["rules"] if r["id"] != "sod.operate-author-policy"]
+        conn.execute(
+            sod_rule_sets.update().values(document=json.dumps(doc, sort_keys=True, separators=(",", ":")))
+        )
+    store._PARSED_RULES.clear()  # as after a restart
+    r = org.post("adam", "/role-bindings", {"identity": "dave", "role": "security"})
+    assert r.status_code in (409, 422)
+    assert r.json()["code"] == "invalid_rules"
+    assert [b["role"] for b in org.get("carol", "/role-bindings", identity="dave").json()["items"]] == [
+        "devops"
+    ]

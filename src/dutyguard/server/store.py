@@ -620,14 +620,36 @@ class ActiveRules:
     rules: RuleSet
 
 
+_LATEST_RULES = (
+    sa.select(t.sod_rule_sets.c.version, t.sod_rule_sets.c.digest, t.sod_rule_sets.c.document)
+    .order_by(t.sod_rule_sets.c.version.desc())
+    .limit(1)
+)
+_PARSED_RULES: dict[tuple[int, str, int], RuleSet] = {}
+"""(version, digest, id of the role table) → parsed rules: every write records the rules' digest,
+and parsing the stored document each time would cost more than the write."""
+
+
 def current_rules(conn: Connection, shipped: RuleSet, roles: RoleTable) -> ActiveRules:
     """The conflict rules in force: the latest approved change, else the shipped file (version 0)."""
-    row = conn.execute(sa.select(t.sod_rule_sets).order_by(t.sod_rule_sets.c.version.desc()).limit(1)).first()
+    row = conn.execute(_LATEST_RULES).first()
     if row is None:
         return ActiveRules(0, shipped)
-    m = row._mapping
-    rules = parse_rules_text(m["document"], f"sod_rule_sets v{m['version']}", roles)
-    return ActiveRules(int(m["version"]), rules)
+    version, digest, document = int(row[0]), str(row[1]), str(row[2])
+    key = (version, digest, id(roles))
+    rules = _PARSED_RULES.get(key)
+    if rules is None:
+        rules = parse_rules_text(document, f"sod_rule_sets v{version}", roles)
+        if rules.digest != digest:
+            from dutyguard.errors import GovernanceError
+
+            raise GovernanceError(
+                "invalid_rules", f"stored conflict rules v{version} do not match their digest"
+            )
+        if len(_PARSED_RULES) > 64:
+            _PARSED_RULES.clear()
+        _PARSED_RULES[key] = rules
+    return ActiveRules(version, rules)
 
 
 def insert_rules(conn: Connection, version: int, rules: RuleSet, approval_id: str, now: datetime) -> None:

@@ -1,0 +1,27 @@
+"""Deploy-time enforcement: a Kubernetes validating admission webhook on the gate's decision core.
+
+Public interface:
+
+``dutyguard.admission.review``
+    ``read_review(bytes, limits)`` (bounded, strict ``admission.k8s.io/v1`` parsing) ->
+    ``AdmissionRequest``; ``AdmissionResponse``; ``ReviewError`` (carries the HTTP status and,
+    when known, the uid).
+``dutyguard.admission.decide``
+    ``Decider(registry, fail_mode, cluster).decide(request, view) -> Decision``: the object through
+    ``dutyguard.core.evaluate.evaluate`` with the gate's registry, then deny / warn / audit and
+    exceptions; ``response_for(uid, decision)``.
+``dutyguard.admission.state``
+    ``EnforcementState``, ``StateProvider`` / ``StateView``, ``FailMode``, ``builtin_state()``.
+``dutyguard.admission.signed``
+    ``SignedStateProvider`` (pull, verify with ``dutyguard.trust``, cache, refresh, expiry),
+    ``HttpFetch``, ``AdmissionExceptions`` (the gate's exception matcher per request context).
+``dutyguard.admission.app`` / ``serve``
+    the raw ASGI app (``/validate``, ``/healthz``, ``/readyz``, ``/metrics``); ``assemble(WebhookConfig)``
+    and ``serve`` (uvicorn over ``tls.ReloadingTLS``).
+``dutyguard.admission.audit``
+    ``AuditShipper``: batched decisions to the control plane, off the request path.
+``dutyguard.admission.manifest`` / ``certs``
+    the Kubernetes objects that run the webhook; a CA and serving certificate.
+
+See docs/admission.md.
+"""

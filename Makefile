@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[server,dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[server,admission,dev]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

@@ -5,7 +5,8 @@
 Appends COUNT entries (K per transaction) whose actor is ``writer:TAG``, signs a checkpoint every
 N entries, and prints ``ack <seq>`` for each entry only after its transaction committed — the
 acknowledgement a client of the API would get. With ``--go`` it waits for FILE to exist first,
-so several writers start at the same moment.
+so several writers start at the same moment (it prints ``ready`` once connected, then waits), and
+it prints ``start <t>`` / ``done <t>`` (CLOCK_MONOTONIC, shared by all processes) around its work.
 """
 
 from __future__ import annotations
@@ -35,10 +36,14 @@ def main() -> int:
     args = ap.parse_args()
     signer = load_or_create_key(args.key)
     engine = sa.create_engine(args.url)
+    with log.transaction(engine) as conn:  # connected and imported: ready to race
+        log.head(conn)
     if args.go is not None:
+        print("ready", flush=True)
         deadline = time.monotonic() + 60
         while not args.go.exists() and time.monotonic() < deadline:
-            time.sleep(0.005)
+            time.sleep(0.001)
+    print(f"start {time.monotonic()}", flush=True)
     done = 0
     while done < args.count:
         acked = []
@@ -63,6 +68,7 @@ def main() -> int:
                 done += 1
         sys.stdout.write("".join(f"ack {s}\n" for s in acked))
         sys.stdout.flush()
+    print(f"done {time.monotonic()}", flush=True)
     return 0
 
 

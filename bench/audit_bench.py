@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -85,7 +86,7 @@ def event(i: int) -> AuditEvent:
         action="exception.approve",
         object=f"exception:payments/api#{i}",
         outcome=Outcome.SUCCESS if i % 4 else Outcome.REFUSED,
-        state_digest="sha256:" + f"{i:064x}",
+        state_digest="sha256:" + hashlib.sha256(b"state %d" % (i // 100)).hexdigest(),
         details={"request": i, "reason": "compensating control: WAF rule 942100", "quorum": 2},
     )
 

@@ -106,11 +106,20 @@ def _canonical_slow(value: object) -> bytes:
 # integer could be out of range, and when nesting cannot exceed MAX_DEPTH — otherwise the exact
 # encoder above decides (and says precisely what is wrong).
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False).encode
-_NEEDS_CARE = re.compile(rb"[\xf0-\xf4]|(?:^|[:,\[])-?\d{16}")
+_NON_BMP_LEADS = (b"\xf0", b"\xf1", b"\xf2", b"\xf3", b"\xf4")  # first bytes of 4-byte UTF-8
+_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
+_BIG_NUMBER = re.compile(rb"(?:^|[:,\[])-?\d{16,}(?=[,}\]]|$)")  # a number token of 16+ digits
 
 
 def _simple(data: bytes) -> bool:
-    return data.count(b"[") + data.count(b"{") <= MAX_DEPTH and _NEEDS_CARE.search(data) is None
+    """True when the C encoder's output is certainly JCS's: nesting within bounds (fewer brackets
+    than MAX_DEPTH), no character outside the BMP, no integer that could be out of range. Cheap
+    byte scans first; the regex only runs when 16 digits in a row appear somewhere."""
+    if data.count(b"[") + data.count(b"{") > MAX_DEPTH:
+        return False
+    if not data.isascii() and any(lead in data for lead in _NON_BMP_LEADS):
+        return False
+    return not (b"0" * 16 in data.translate(_DIGITS_AS_ZERO) and _BIG_NUMBER.search(data))
 
 
 class _Float(Exception):

@@ -284,8 +284,8 @@ def write_doc(results: dict[str, object]) -> None:
     )
     text = (
         f"{START}\n"
-        f"Measured {results['date']} on {results['machine']}, load average {results['load']} at the start "
-        "; reproduce with `.venv/bin/python bench/state_bench.py`. Medians; "
+        f"Measured {results['date']} on {results['machine']}, load average {results['load']} at the start; "
+        "reproduce with `.venv/bin/python bench/state_bench.py`. Medians; "
         "the corpus-scan rows are CPU time of the process (other jobs shared the 2 cores, so wall "
         "time there measures them too), the rest wall time; every verification writes the runner's record afresh (the "
         "conservative case); fresh processes run with bytecode cached as in an installed "

@@ -12,6 +12,7 @@ from dutyguard.core import jsonview as jv
 from dutyguard.core.model import JSONPath, Severity
 from dutyguard.core.policy import Policy, PSSLevel
 from dutyguard.core.rule import Violation
+from dutyguard.rules._podview import Field, PodView, container_field, lookup
 from dutyguard.rules.pss_common import (
     APPARMOR_ANNOTATION_DEFAULT,
     APPARMOR_ANNOTATION_LOCALHOST,
@@ -28,14 +29,10 @@ from dutyguard.rules.pss_common import (
     SEVERITY_HOST_PATH,
     SEVERITY_PROC_MOUNT,
     SEVERITY_SECCOMP_PROFILE,
-    Field,
-    Pod,
     Profile,
     PSSRule,
     check_profile,
-    container_field,
     is_int,
-    lookup,
     overridden,
     proc_mount_violations,
     pss_meta,
@@ -53,7 +50,7 @@ from dutyguard.rules.pss_restricted import (
 _B = PSSLevel.BASELINE
 
 
-def _subjects(pod: Pod, *keys: str) -> Iterator[tuple[str, Field, str | None]]:
+def _subjects(pod: PodView, *keys: str) -> Iterator[tuple[str, Field, str | None]]:
     """The pod-level ``securityContext.<keys>`` field, then each container's."""
     yield "pod", pod.security_context(*keys), None
     for c in pod.containers:
@@ -81,7 +78,7 @@ class WindowsHostProcess(PSSRule):
         equivalents={"trivy": ("KSV103",)},
     )
 
-    def check_pod(self, pod: Pod, policy: Policy) -> Iterator[Violation]:
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
         for subject, f, container in _subjects(pod, "windowsOptions", "hostProcess"):
             if f.unset or f.value is False:
                 continue
@@ -120,7 +117,7 @@ class HostNamespaces(PSSRule):
         },
     )
 
-    def check_pod(self, pod: Pod, policy: Policy) -> Iterator[Violation]:
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
         for key in ("hostNetwork", "hostPID", "hostIPC"):
             f = pod.field(key)
             if f.unset or f.value is False:
@@ -155,7 +152,7 @@ class Privileged(PSSRule):
         },
     )
 
-    def check_pod(self, pod: Pod, policy: Policy) -> Iterator[Violation]:
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
         for c in pod.containers:
             f = container_field(c, "securityContext", "privileged")
             if f.unset or f.value is False:
@@ -196,7 +193,7 @@ class CapabilitiesBaseline(PSSRule):
         },
     )
 
-    def check_pod(self, pod: Pod, policy: Policy) -> Iterator[Violation]:
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
         if overridden(policy, CapabilitiesRestricted.meta):
             return
         for c in pod.containers:
@@ -248,7 +245,7 @@ class HostPathVolumes(PSSRule):
         },
     )
 
-    def check_pod(self, pod: Pod, policy: Policy) -> Iterator[Violation]:
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
         if overridden(policy, RestrictedVolumes.meta):
             return
         vols = pod.field("volumes")
@@ -295,7 +292,7 @@ class HostPorts(PSSRule):
         equivalents={"checkov": ("CKV_K8S_26",), "trivy": ("KSV024",)},
     )
 
-    def check_pod(self, pod: Pod, policy: Policy) -> Iterator[Violation]:
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
         for c in pod.containers:
             subject = f"container {quote(c.name)}"
             ports = container_field(c, "ports")
@@ -333,7 +330,7 @@ class HostProbesAndHostLifecycle(PSSRule):
         controls=("nist-800-190:4.4.2", "nsa:pod-security", "nist-800-53:SC-7"),
     )
 
-    def check_pod(self, pod: Pod, policy: Policy) -> Iterator[Violation]:
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
         for c in pod.containers:
             subject = f"container {quote(c.name)}"
             places: list[tuple[str, ...]] = [(probe, h) for probe in PROBES for h in HOST_HANDLERS]
@@ -371,7 +368,7 @@ class AppArmorProfile(PSSRule):
         equivalents={"trivy": ("KSV002",), "kubesec": ("ApparmorAny", "ApparmorUnconfined")},
     )
 
-    def check_pod(self, pod: Pod, policy: Policy) -> Iterator[Violation]:
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
         for subject, f, container in _subjects(pod, "appArmorProfile"):
             got = check_profile(f, APPARMOR_TYPES)
             if got.verdict is Profile.FORBIDDEN:
@@ -419,7 +416,7 @@ class SELinuxOptions(PSSRule):
         equivalents={"trivy": ("KSV025",)},
     )
 
-    def check_pod(self, pod: Pod, policy: Policy) -> Iterator[Violation]:
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
         for subject, f, container in _subjects(pod, "seLinuxOptions"):
             if f.unset:
                 continue
@@ -459,7 +456,7 @@ class ProcMount(PSSRule):
         equivalents={"trivy": ("KSV027",)},
     )
 
-    def check_pod(self, pod: Pod, policy: Policy) -> Iterator[Violation]:
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
         if overridden(policy, ProcMountRestricted.meta) or pod.in_user_namespace:  # procMount1_35baseline
             return iter(())
         return proc_mount_violations(pod)
@@ -480,7 +477,7 @@ class SeccompProfileBaseline(PSSRule):
         equivalents={"trivy": ("KSV104",), "kubesec": ("SeccompUnconfined",)},
     )
 
-    def check_pod(self, pod: Pod, policy: Policy) -> Iterator[Violation]:
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
         if overridden(policy, SeccompProfileRestricted.meta):
             return
         for subject, f, container in _subjects(pod, "seccompProfile"):
@@ -508,7 +505,7 @@ class Sysctls(PSSRule):
         equivalents={"trivy": ("KSV026",)},
     )
 
-    def check_pod(self, pod: Pod, policy: Policy) -> Iterator[Violation]:
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
         f = pod.security_context("sysctls")
         if f.unset:
             return

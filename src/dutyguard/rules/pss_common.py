@@ -1,26 +1,24 @@
-"""What every Pod Security Standards rule shares: PSA's allowed values, a typed view of the pod.
+"""What every Pod Security Standards rule shares: PSA's allowed values, metadata, profile checks.
 
 The facts below follow pod-security-admission at its latest policy version
 (kubernetes/kubernetes ``staging/src/k8s.io/pod-security-admission/policy/check_*.go``); each
-constant names the check it comes from. PSA reads a typed ``corev1.PodSpec``, so a field is
-"set" when its pointer is non-nil: a JSON ``null`` is the same as an absent key, ``{}`` is set.
-Manifests we scan are untyped, so every accessor here reports one of three states and rules treat
-a value of the wrong type as a violation (fail closed): only the values PSA allows pass.
+constant names the check it comes from. PSA reads a typed ``corev1.PodSpec``; the manifests we scan
+are untyped, so rules read them through :mod:`dutyguard.rules._podview`, where every field is unset,
+set or malformed, and treat a value of the wrong type as a violation (fail closed): only the values
+PSA allows pass.
 """
 
 from __future__ import annotations
 
 import enum
 import re
-from abc import abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from dutyguard.core import jsonview as jv
 from dutyguard.core.model import JSONPath, Severity, render_path
 from dutyguard.core.policy import Policy, PSSLevel
-from dutyguard.core.rule import Rule, RuleMeta, Violation
-from dutyguard.sources.kubernetes import ContainerRef, K8sObject
+from dutyguard.core.rule import RuleMeta, Violation
+from dutyguard.rules._podview import Field, PodRule, PodView, container_field, lookup
 
 # check_capabilities_baseline.go: capabilities_allowed_1_0 (exact, case-sensitive names).
 BASELINE_CAPABILITIES = frozenset(
@@ -104,47 +102,6 @@ LIFECYCLE_HOOKS = ("postStart", "preStop")
 HOST_HANDLERS = ("httpGet", "tcpSocket")
 
 
-class State(enum.Enum):
-    UNSET = "unset"
-    """Absent or null: PSA sees a nil pointer."""
-    SET = "set"
-    MALFORMED = "malformed"
-    """A parent on the way is not a mapping; the field cannot be read, so it cannot be trusted."""
-
-
-@dataclass(frozen=True, slots=True)
-class Field:
-    state: State
-    path: JSONPath
-    """The field itself, or (MALFORMED) the parent that is not a mapping."""
-    value: object = None
-
-    @property
-    def unset(self) -> bool:
-        return self.state is State.UNSET
-
-    @property
-    def malformed(self) -> bool:
-        return self.state is State.MALFORMED
-
-
-def lookup(start: object, start_path: JSONPath, *keys: str) -> Field:
-    """Follow ``keys`` from ``start`` (found at ``start_path``) without trusting any type."""
-    cur = start
-    path = start_path
-    for key in keys:
-        if cur is None:
-            return Field(State.UNSET, (*start_path, *keys))
-        m = jv.as_map(cur)
-        if m is None:
-            return Field(State.MALFORMED, path)
-        cur = m.get(key)
-        path = (*path, key)
-    if cur is None:
-        return Field(State.UNSET, path)
-    return Field(State.SET, path, cur)
-
-
 def is_int(value: object) -> bool:
     """A JSON integer (``True`` is an int in Python, never in Kubernetes)."""
     return type(value) is int
@@ -154,46 +111,6 @@ def show(value: object) -> str:
     """A value for a message: strings quoted, long values cut."""
     text = repr(value) if isinstance(value, str) else str(value)
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-@dataclass(frozen=True, slots=True)
-class Pod:
-    """The pod spec PSA evaluates, with the paths rules report against."""
-
-    resource: K8sObject
-    spec: jv.JSONMap
-    spec_path: JSONPath
-    meta_path: JSONPath
-    containers: tuple[ContainerRef, ...]
-
-    @classmethod
-    def of(cls, resource: K8sObject) -> Pod | None:
-        spec_path = resource.pod_spec_path
-        meta_path = resource.pod_meta_path
-        spec = resource.pod_spec()
-        if spec_path is None or meta_path is None or spec is None:
-            return None
-        return cls(resource, spec, spec_path, meta_path, tuple(resource.containers()))
-
-    def field(self, *keys: str) -> Field:
-        return lookup(self.spec, self.spec_path, *keys)
-
-    def security_context(self, *keys: str) -> Field:
-        return self.field("securityContext", *keys)
-
-    @property
-    def is_windows(self) -> bool:
-        # PSA: podSpec.OS != nil && podSpec.OS.Name == "windows" (restricted checks relaxed from 1.25).
-        return self.field("os", "name").value == "windows"
-
-    @property
-    def in_user_namespace(self) -> bool:
-        # helpers.go relaxPolicyForUserNamespacePod: HostUsers != nil && !*HostUsers (unconditional from 1.35).
-        return self.field("hostUsers").value is False
-
-
-def container_field(c: ContainerRef, *keys: str) -> Field:
-    return lookup(c.spec, c.path, *keys)
 
 
 def quote(name: str) -> str:
@@ -266,19 +183,8 @@ def pss_meta(
     )
 
 
-class PSSRule(Rule[K8sObject]):
+class PSSRule(PodRule):
     """A PSA check over the pod spec of any pod-bearing kind (Pod, workload templates, PodTemplate)."""
-
-    target = K8sObject
-
-    def check(self, resource: K8sObject, policy: Policy) -> Iterator[Violation]:
-        pod = Pod.of(resource)
-        if pod is None:
-            return iter(())
-        return self.check_pod(pod, policy)
-
-    @abstractmethod
-    def check_pod(self, pod: Pod, policy: Policy) -> Iterator[Violation]: ...
 
 
 class Profile(enum.Enum):
@@ -320,7 +226,7 @@ def check_profile(f: Field, allowed: frozenset[str]) -> ProfileCheck:
     return ProfileCheck(Profile.FORBIDDEN, t.path, found)
 
 
-def proc_mount_violations(pod: Pod) -> Iterator[Violation]:
+def proc_mount_violations(pod: PodView) -> Iterator[Violation]:
     """procMount_1_0: every container's procMount is unset or "Default"."""
     for c in pod.containers:
         f = container_field(c, "securityContext", "procMount")

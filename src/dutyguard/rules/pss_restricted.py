@@ -15,6 +15,7 @@ from dutyguard.core import jsonview as jv
 from dutyguard.core.model import Severity
 from dutyguard.core.policy import Policy, PSSLevel
 from dutyguard.core.rule import Violation
+from dutyguard.rules._podview import Field, PodView, container_field, lookup
 from dutyguard.rules.pss_common import (
     BASELINE_CAPABILITIES,
     CAPABILITY_ALL,
@@ -25,15 +26,11 @@ from dutyguard.rules.pss_common import (
     SEVERITY_HOST_PATH,
     SEVERITY_PROC_MOUNT,
     SEVERITY_SECCOMP_PROFILE,
-    Field,
-    Pod,
     Profile,
     PSSRule,
     check_profile,
-    container_field,
     escalate,
     is_int,
-    lookup,
     proc_mount_violations,
     pss_meta,
     quote,
@@ -70,7 +67,7 @@ class RestrictedVolumes(PSSRule):
         equivalents={"trivy": ("KSV028",)},
     )
 
-    def check_pod(self, pod: Pod, policy: Policy) -> Iterator[Violation]:
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
         vols = pod.field("volumes")
         if vols.unset:
             return
@@ -130,7 +127,7 @@ class AllowPrivilegeEscalation(PSSRule):
         },
     )
 
-    def check_pod(self, pod: Pod, policy: Policy) -> Iterator[Violation]:
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
         if pod.is_windows:  # allowPrivilegeEscalation_1_25: API validation forbids the field on Windows
             return
         for c in pod.containers:
@@ -176,7 +173,7 @@ class RunAsNonRoot(PSSRule):
         },
     )
 
-    def check_pod(self, pod: Pod, policy: Policy) -> Iterator[Violation]:
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
         if pod.in_user_namespace:  # runAsNonRoot 1.35: root in a user namespace is not root on the node
             return
         pf = pod.security_context("runAsNonRoot")
@@ -222,7 +219,7 @@ class RunAsUser(PSSRule):
         equivalents={"trivy": ("KSV105",)},
     )
 
-    def check_pod(self, pod: Pod, policy: Policy) -> Iterator[Violation]:
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
         if pod.in_user_namespace:  # runAsUser 1.35
             return
         fields: list[tuple[str, Field, str | None]] = [("pod", pod.security_context("runAsUser"), None)]
@@ -265,7 +262,7 @@ class SeccompProfileRestricted(PSSRule):
         },
     )
 
-    def check_pod(self, pod: Pod, policy: Policy) -> Iterator[Violation]:
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
         if pod.is_windows:  # seccompProfileRestricted_1_25
             return
         high = escalate(policy, self.meta, SEVERITY_SECCOMP_PROFILE)
@@ -324,7 +321,7 @@ class CapabilitiesRestricted(PSSRule):
         },
     )
 
-    def check_pod(self, pod: Pod, policy: Policy) -> Iterator[Violation]:
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
         if pod.is_windows:  # capabilitiesRestricted_1_25
             return
         high = escalate(policy, self.meta, SEVERITY_CAPABILITY_ADD)
@@ -386,7 +383,7 @@ class ProcMountRestricted(PSSRule):
         equivalents={"trivy": ("KSV027",)},
     )
 
-    def check_pod(self, pod: Pod, policy: Policy) -> Iterator[Violation]:
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
         return proc_mount_violations(pod)
 
 

@@ -14,7 +14,8 @@ from dutyguard.core import jsonview as jv
 from dutyguard.core.model import Severity
 from dutyguard.core.policy import Policy
 from dutyguard.core.rule import Rule, RuleMeta, Violation
-from dutyguard.rules.workload._view import PACK, PodView, as_int, container_field, effective_security_context
+from dutyguard.rules._podview import PodRule, PodView, container_field
+from dutyguard.rules.workload._view import PACK, as_int, effective_security_context
 from dutyguard.sources.kubernetes import K8sObject
 
 HIGH_ID = 10000
@@ -29,7 +30,7 @@ def _capability(value: object) -> str | None:
     return name[4:] if name.startswith("CAP_") else name
 
 
-class WritableRootFilesystem(Rule[K8sObject]):
+class WritableRootFilesystem(PodRule):
     meta = RuleMeta(
         id="k8s.writable-root-filesystem",
         title="Root filesystem is writable",
@@ -48,13 +49,11 @@ class WritableRootFilesystem(Rule[K8sObject]):
             "kube-score": ("container-security-context-readonlyrootfilesystem",),
         },
     )
-    target = K8sObject
 
-    def check(self, resource: K8sObject, policy: Policy) -> Iterator[Violation]:
-        pod = PodView.of(resource)
-        if pod is None or pod.is_windows:
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
+        if pod.is_windows:
             return
-        for c in pod.containers():
+        for c in pod.containers:
             f = container_field(c, "securityContext", "readOnlyRootFilesystem")
             if f.value is True:
                 continue
@@ -71,7 +70,7 @@ class WritableRootFilesystem(Rule[K8sObject]):
             )
 
 
-class NetRawNotDropped(Rule[K8sObject]):
+class NetRawNotDropped(PodRule):
     meta = RuleMeta(
         id="k8s.net-raw-not-dropped",
         title="NET_RAW capability not dropped",
@@ -85,13 +84,11 @@ class NetRawNotDropped(Rule[K8sObject]):
         pack=PACK,
         equivalents={"checkov": ("CKV_K8S_28",)},
     )
-    target = K8sObject
 
-    def check(self, resource: K8sObject, policy: Policy) -> Iterator[Violation]:
-        pod = PodView.of(resource)
-        if pod is None or pod.is_windows:
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
+        if pod.is_windows:
             return
-        for c in pod.containers():
+        for c in pod.containers:
             f = container_field(c, "securityContext", "capabilities", "drop")
             drops = jv.as_list(f.value)
             dropped = {_capability(v) for v in drops or ()}
@@ -108,17 +105,16 @@ class NetRawNotDropped(Rule[K8sObject]):
             )
 
 
-class _IdRule(Rule[K8sObject]):
+class _IdRule(PodRule):
     """A container's effective runAsUser / runAsGroup must be at least :data:`HIGH_ID`."""
 
     key: str
     what: str
 
-    def check(self, resource: K8sObject, policy: Policy) -> Iterator[Violation]:
-        pod = PodView.of(resource)
-        if pod is None or pod.is_windows or pod.in_user_namespace:
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
+        if pod.is_windows or pod.in_user_namespace:
             return
-        for c in pod.containers():
+        for c in pod.containers:
             f = effective_security_context(pod, c, self.key)
             value = as_int(f.value)
             if value is not None and value >= HIGH_ID:
@@ -164,7 +160,6 @@ class LowUid(_IdRule):
             "kube-score": ("container-security-context-user-group-id",),
         },
     )
-    target = K8sObject
 
 
 class LowGid(_IdRule):
@@ -187,10 +182,9 @@ class LowGid(_IdRule):
             "kube-score": ("container-security-context-user-group-id",),
         },
     )
-    target = K8sObject
 
 
-class RootGroup(Rule[K8sObject]):
+class RootGroup(PodRule):
     meta = RuleMeta(
         id="k8s.root-group",
         title="Runs with the root group",
@@ -204,11 +198,9 @@ class RootGroup(Rule[K8sObject]):
         pack=PACK,
         equivalents={"trivy": ("KSV116",)},
     )
-    target = K8sObject
 
-    def check(self, resource: K8sObject, policy: Policy) -> Iterator[Violation]:
-        pod = PodView.of(resource)
-        if pod is None or pod.is_windows:
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
+        if pod.is_windows:
             return
         for key in ("runAsGroup", "fsGroup"):
             f = pod.field("securityContext", key)
@@ -218,7 +210,7 @@ class RootGroup(Rule[K8sObject]):
         for i, gid in enumerate(jv.as_list(groups.value) or ()):
             if as_int(gid) == 0:
                 yield Violation("the pod adds supplemental group 0 (root group)", path=(*groups.path, i))
-        for c in pod.containers():
+        for c in pod.containers:
             f = container_field(c, "securityContext", "runAsGroup")
             if f.is_set and as_int(f.value) == 0:
                 yield Violation(

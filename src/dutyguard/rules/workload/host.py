@@ -15,7 +15,8 @@ from dutyguard.core import jsonview as jv
 from dutyguard.core.model import JSONPath, Severity
 from dutyguard.core.policy import Policy
 from dutyguard.core.rule import Rule, RuleMeta, Violation
-from dutyguard.rules.workload._view import PACK, PodView
+from dutyguard.rules._podview import PodView
+from dutyguard.rules.workload._view import PACK
 from dutyguard.sources.kubernetes import K8sObject
 
 RUNTIME_SOCKETS: dict[str, str] = {

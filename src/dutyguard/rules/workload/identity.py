@@ -15,14 +15,15 @@ from dutyguard.core import jsonview as jv
 from dutyguard.core.model import Severity
 from dutyguard.core.policy import Policy
 from dutyguard.core.rule import Rule, RuleMeta, Violation
-from dutyguard.rules.workload._view import PACK, PodView
+from dutyguard.rules._podview import PodRule, PodView
+from dutyguard.rules.workload._view import PACK
 from dutyguard.sources.kubernetes import K8sObject
 
 _CONTROLS = ("cis-k8s:5.1.6", "nist-800-190:4.3.1", "nsa:service-account-tokens")
 _FIELD = "automountServiceAccountToken"
 
 
-class ServiceAccountTokenAutomount(Rule[K8sObject]):
+class ServiceAccountTokenAutomount(PodRule):
     meta = RuleMeta(
         id="k8s.service-account-token-automount",
         title="Service account token mounted explicitly",
@@ -39,12 +40,8 @@ class ServiceAccountTokenAutomount(Rule[K8sObject]):
         pack=PACK,
         equivalents={"trivy": ("KSV036",), "checkov": ("CKV_K8S_38",)},
     )
-    target = K8sObject
 
-    def check(self, resource: K8sObject, policy: Policy) -> Iterator[Violation]:
-        pod = PodView.of(resource)
-        if pod is None:
-            return
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
         f = pod.field(_FIELD)
         if f.value is True:
             yield Violation("the pod sets automountServiceAccountToken: true", path=f.path)
@@ -52,7 +49,7 @@ class ServiceAccountTokenAutomount(Rule[K8sObject]):
             yield Violation("automountServiceAccountToken is not a boolean (taken as mounted)", path=f.path)
 
 
-class ServiceAccountTokenDefaultAutomount(Rule[K8sObject]):
+class ServiceAccountTokenDefaultAutomount(PodRule):
     meta = RuleMeta(
         id="k8s.service-account-token-default-automount",
         title="Service account token mounted by default",
@@ -66,11 +63,9 @@ class ServiceAccountTokenDefaultAutomount(Rule[K8sObject]):
         pack=PACK,
         equivalents={"checkov": ("CKV_K8S_38",), "kubesec": ("AutomountServiceAccountToken",)},
     )
-    target = K8sObject
 
-    def check(self, resource: K8sObject, policy: Policy) -> Iterator[Violation]:
-        pod = PodView.of(resource)
-        if pod is not None and not pod.field(_FIELD).is_set:
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
+        if not pod.field(_FIELD).is_set:
             yield Violation(
                 "automountServiceAccountToken is not set: the token is mounted unless the service account disables it",
                 path=(*pod.spec_path, _FIELD),

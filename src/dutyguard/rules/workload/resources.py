@@ -12,7 +12,8 @@ from collections.abc import Iterator, Mapping
 from dutyguard.core.model import Severity
 from dutyguard.core.policy import Policy
 from dutyguard.core.rule import Rule, RuleMeta, Violation
-from dutyguard.rules.workload._view import PACK, RUNNING_CONTAINERS, State, container_field, quantity_is_set
+from dutyguard.rules._podview import container_field
+from dutyguard.rules.workload._view import PACK, RUNNING_CONTAINERS, quantity_is_set
 from dutyguard.sources.kubernetes import K8sObject
 
 _CONTROLS = ("nsa:resource-policies", "nist-800-190:4.4.3")
@@ -32,7 +33,7 @@ class _ResourceRule(Rule[K8sObject]):
             # The API server copies a limit into a missing request: the request is then set.
             if (
                 self.kind == "requests"
-                and f.state is State.UNSET
+                and f.unset
                 and quantity_is_set(container_field(c, "resources", "limits", self.resource_name).value)
             ):
                 continue

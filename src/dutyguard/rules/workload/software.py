@@ -12,7 +12,8 @@ from dutyguard.core import jsonview as jv
 from dutyguard.core.model import JSONPath, Severity
 from dutyguard.core.policy import Policy
 from dutyguard.core.rule import Rule, RuleMeta, Violation
-from dutyguard.rules.workload._view import PACK, PodView, object_labels
+from dutyguard.rules._podview import PodRule, PodView
+from dutyguard.rules.workload._view import PACK, object_labels
 from dutyguard.rules.workload.imageref import ImageReferenceError, parse_image
 from dutyguard.sources.kubernetes import ContainerRef, K8sObject
 
@@ -62,7 +63,7 @@ class TillerDeployed(Rule[K8sObject]):
         if pod is None:
             return
         reported = False
-        for c in pod.containers():
+        for c in pod.containers:
             repo = _repository(c)
             if repo is not None and repo.rsplit("/", 1)[-1] == "tiller":
                 reported = True
@@ -81,7 +82,7 @@ _DASHBOARD_REPOSITORIES = ("kubernetesui/dashboard", "kubernetesui/dashboard-api
                            "kubernetesui/dashboard-auth", "kubernetesui/dashboard-metrics-scraper")  # fmt: skip
 
 
-class KubernetesDashboard(Rule[K8sObject]):
+class KubernetesDashboard(PodRule):
     meta = RuleMeta(
         id="k8s.kubernetes-dashboard",
         title="Kubernetes Dashboard deployed",
@@ -95,13 +96,9 @@ class KubernetesDashboard(Rule[K8sObject]):
         pack=PACK,
         equivalents={"checkov": ("CKV_K8S_33",)},
     )
-    target = K8sObject
 
-    def check(self, resource: K8sObject, policy: Policy) -> Iterator[Violation]:
-        pod = PodView.of(resource)
-        if pod is None:
-            return
-        for c in pod.containers():
+    def check_pod(self, pod: PodView, policy: Policy) -> Iterator[Violation]:
+        for c in pod.containers:
             repo = _repository(c)
             if repo is not None and (
                 repo in _DASHBOARD_REPOSITORIES or repo.rsplit("/", 1)[-1].startswith(_DASHBOARD_LABEL)
@@ -112,7 +109,7 @@ class KubernetesDashboard(Rule[K8sObject]):
                     container=c.name,
                 )
                 return
-        for path, labels in _label_sets(resource, pod):
+        for path, labels in _label_sets(pod.resource, pod):
             if _DASHBOARD_LABEL in (labels.get("app"), labels.get("k8s-app")):
                 yield Violation("labelled as the Kubernetes Dashboard", path=path)
                 return

@@ -126,8 +126,14 @@ def main() -> int:
     n_manifests = sum(1 for _ in manifests.iterdir())
     n_mixed = sum(1 for p in mixed.rglob("*") if p.is_file())
     cache = Path(tempfile.mkdtemp(prefix="bench-peers-"))
+    # Measure dutyguard as pip installs it: with compiled bytecode. (This workplace sets
+    # PYTHONDONTWRITEBYTECODE=1, which would make every run recompile every module; the peers'
+    # venvs were byte-compiled by pip at install time.)
+    subprocess.run(
+        [str(REPO / ".venv" / "bin" / "python"), "-m", "compileall", "-q", str(REPO / "src")], check=True
+    )
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
         "NO_COLOR": "1",
         "TRIVY_CACHE_DIR": str(cache / "trivy"),
         "BC_SKIP_MAPPING": "TRUE",

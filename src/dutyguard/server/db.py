@@ -70,6 +70,11 @@ class Database:
         self.engine = make_engine(url)
         self._writer = self.engine.execution_options(**{_WRITE: True})
         self.dialect = self.engine.dialect.name
+        self._autocommit = (
+            self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.dialect == "postgresql"
+            else None
+        )
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
@@ -80,6 +85,20 @@ class Database:
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextlib.contextmanager
+    def lookup(self) -> Iterator[Connection]:
+        """A few independent reads that need no common snapshot (authentication, ownership).
+
+        PostgreSQL runs them in autocommit: no BEGIN/COMMIT round trips on every request.
+        SQLite's local transactions cost nothing comparable, so it keeps :meth:`read`.
+        """
+        if self._autocommit is None:
+            with self.read() as conn:
+                yield conn
+            return
+        with self._autocommit.connect() as conn:
             yield conn
 
     def dispose(self) -> None:

@@ -91,6 +91,23 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 30.
         time.sleep(0.005)
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its live descendants, from /proc (Linux)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    stack = [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                stack += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 @contextlib.contextmanager
 def server(
     data_dir: Path, database_url: str | None, extra: tuple[str, ...] = ()
@@ -106,7 +123,7 @@ def server(
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, proc)
-        yield url, time.monotonic() - start
+        yield url, time.monotonic() - start, proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -162,10 +179,12 @@ async def _run_clients(
     latencies: list[float] = []
     errors: list[str] = []
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     await asyncio.gather(
         *(_client(i, clients, url, tokens, mode, rate, seconds, latencies, errors) for i in range(clients))
     )
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     latencies.sort()
     n = len(latencies)
 
@@ -182,6 +201,7 @@ async def _run_clients(
         "p90_ms": pct(0.90),
         "p99_ms": pct(0.99),
         "max_ms": latencies[-1] * 1000 if n else float("nan"),
+        "client_cpu_ms_per_request": cpu / max(1, n) * 1000,
     }
 
 
@@ -256,14 +276,14 @@ def measure(label: str, database_url: str | None, args: argparse.Namespace, work
         db_url = database_url
         if database_url:
             db_url = reset_pg(database_url)
-        with server(fresh, db_url) as (_url, seconds):
+        with server(fresh, db_url) as (_url, seconds, _pid):
             first.append(seconds)
         shutil.rmtree(fresh, ignore_errors=True)
     db_url = reset_pg(database_url) if database_url else None
     tokens = seed(data, db_url)
     startup: list[float] = []
     for _ in range(args.runs):
-        with server(data, db_url) as (_url, seconds):
+        with server(data, db_url) as (_url, seconds, _pid):
             startup.append(seconds)
     out: dict[str, Any] = {
         "database": label,
@@ -274,16 +294,31 @@ def measure(label: str, database_url: str | None, args: argparse.Namespace, work
     }
     for workers in args.workers:
         runs: dict[str, list[dict[str, Any]]] = {"paced": [], "saturated": []}
-        with server(data, db_url, ("--workers", str(workers))) as (url, _s):
+        with server(data, db_url, ("--workers", str(workers))) as (url, _s, pid):
             for _ in range(args.runs):
                 for mode in ("paced", "saturated"):
-                    runs[mode].append(run_clients(url, tokens, mode, args.clients, args.rate, args.seconds))
-                    print(f"  {label} x{workers} {mode}: {runs[mode][-1]}", file=sys.stderr)
+                    cpu0 = tree_cpu_s(pid)
+                    result = run_clients(url, tokens, mode, args.clients, args.rate, args.seconds)
+                    result["server_cpu_ms_per_request"] = (
+                        (tree_cpu_s(pid) - cpu0) / max(1, result["requests"]) * 1000
+                    )
+                    runs[mode].append(result)
+                    print(f"  {label} x{workers} {mode}: {result}", file=sys.stderr)
         row: dict[str, Any] = {}
         for mode, results in runs.items():
             row[mode] = {
                 key: statistics.median(r[key] for r in results)
-                for key in ("throughput_rps", "p50_ms", "p90_ms", "p99_ms", "max_ms", "requests", "errors")
+                for key in (
+                    "throughput_rps",
+                    "p50_ms",
+                    "p90_ms",
+                    "p99_ms",
+                    "max_ms",
+                    "requests",
+                    "errors",
+                    "server_cpu_ms_per_request",
+                    "client_cpu_ms_per_request",
+                )
             }
             row[mode]["runs_p99_ms"] = [r["p99_ms"] for r in results]
         out["load"][str(workers)] = row
@@ -325,15 +360,17 @@ def render(results: dict[str, Any]) -> str:
         f"Measured {results['date']} on {results['machine']} (load average at start {results['loadavg']}), "
         f"{results['clients']} clients, {results['seconds']} s per run, median of {results['runs']} runs.",
         "",
-        "| database | `up --workers` | paced 500 req/s: p50 / p99 | saturated: req/s | saturated: p50 / p99 |",
-        "|---|---|---|---|---|",
+        "| database | `up --workers` | paced 500 req/s: p50 / p99 | saturated: req/s | saturated: p50 / p99 "
+        "| CPU per request: server / client |",
+        "|---|---|---|---|---|---|",
     ]
     for r in results["results"]:
         for workers, row in r["load"].items():
             p, s = row["paced"], row["saturated"]
             lines.append(
                 f"| {r['database']} | {workers} | {p['p50_ms']:.1f} / **{p['p99_ms']:.1f} ms** | "
-                f"{s['throughput_rps']:.0f} | {s['p50_ms']:.1f} / {s['p99_ms']:.1f} ms |"
+                f"{s['throughput_rps']:.0f} | {s['p50_ms']:.1f} / {s['p99_ms']:.1f} ms | "
+                f"{s['server_cpu_ms_per_request']:.2f} / {s['client_cpu_ms_per_request']:.2f} ms |"
             )
     lines += [
         "",

@@ -13,9 +13,14 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-## The main job: scan the bundled example app (exit 1 = the gate fails, which is the point of the example).
+## The main job: scan the bundled example app (exit 1 = the gate fails, which is the point of the example),
+## then start the control plane on the embedded SQLite with a demo organisation (Ctrl-C stops it).
+DEMO_DIR ?= .dutyguard
 demo: $(STAMP)
 	@$(BIN)/dutyguard scan examples/ ; rc=$$?; test $$rc -le 1
+	@echo
+	@echo "Starting the control plane with a demo organisation in $(DEMO_DIR)/ (Ctrl-C to stop) ..."
+	@$(BIN)/dutyguard up --demo --data-dir $(DEMO_DIR)
 
 scan-example: demo
 

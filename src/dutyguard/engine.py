@@ -1,6 +1,9 @@
 """A scan: discover inputs, let every source read them, evaluate, collect suppression requests.
 
-This is the application layer; the decision itself is :func:`dutyguard.core.evaluate.evaluate`.
+This is the application layer; the decision itself is :class:`dutyguard.core.evaluate.Evaluator`.
+Only the sources whose resources some enabled rule reads are run, so a secrets-only policy
+never parses YAML. (Forking workers per core was measured slower on the 1,000-file corpora:
+pickling 14k findings back costs more than the second core saves; see docs/benchmarks.md.)
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class Scanner:
         suppressions: list[SuppressionRequest] = []
         files = resources_n = skipped = 0
         evaluator = Evaluator(self.registry, self.policy)
+        sources = tuple(s for s in self.sources if s.produces is None or evaluator.reads(s.produces))
         for item in discover(paths, self.limits, stdin):
             if isinstance(item, Skipped):
                 skipped += 1
@@ -48,7 +52,7 @@ class Scanner:
             files += 1
             if progress is not None:
                 progress(item.name)
-            resources, errs = self.read(item)
+            resources, errs = self.read(item, sources)
             errors.extend(errs)
             resources_n += len(resources)
             ev = evaluator.evaluate(resources)
@@ -68,10 +72,12 @@ class Scanner:
             block_overrides=self.policy.block_overrides,
         )
 
-    def read(self, f: InputFile) -> tuple[list[Resource], list[ScanError]]:
+    def read(
+        self, f: InputFile, sources: tuple[Source, ...] | None = None
+    ) -> tuple[list[Resource], list[ScanError]]:
         resources: list[Resource] = []
         errors: list[ScanError] = []
-        for source in self.sources:
+        for source in self.sources if sources is None else sources:
             if not source.wants(f):
                 continue
             try:

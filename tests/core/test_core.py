@@ -110,3 +110,20 @@ def test_severity_parsing_and_order() -> None:
 
 def test_render_path() -> None:
     assert render_path(("spec", "containers", 0, "image")) == "spec.containers[0].image"
+
+
+def test_sources_without_enabled_rules_are_not_run(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A secrets-only policy never parses YAML: a broken manifest is then not an error."""
+    from dutyguard.core.policy import Policy
+    from dutyguard.rules import default_registry
+    from tests.conftest import make_scanner
+
+    (tmp_path / "pod.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nspec: [unclosed\npassword: hunter2hunter2X9\n"
+    )
+    full = make_scanner().scan([str(tmp_path)])
+    assert any("invalid YAML" in e.message for e in full.errors)
+    secrets_only = frozenset(r.meta.id for r in default_registry() if r.meta.pack == "secrets")
+    report = make_scanner(Policy(enabled_rules=secrets_only)).scan([str(tmp_path)])
+    assert report.errors == ()
+    assert {f.rule_id.split(".")[0] for f in report.findings} <= {"secrets"}

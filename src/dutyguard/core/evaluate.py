@@ -45,6 +45,11 @@ class Evaluator:
             p = self._by_namespace.setdefault(namespace, self.policy.for_namespace(namespace))
         return p
 
+    def reads(self, t: type) -> bool:
+        """Whether any enabled rule looks at resources of type ``t`` (at any Pod Security level)."""
+        enabled = self.policy.enabled_rules
+        return any(enabled is None or r.meta.id in enabled for r in self.registry.for_target(t))
+
     def _rules_for(self, t: type, policy: Policy) -> tuple[tuple[AnyRule, Severity], ...]:
         key = (t, policy.pss_level)
         rules = self._rules.get(key)

@@ -57,6 +57,10 @@ class Source(ABC):
     reads_streams: ClassVar[bool] = False
     """Whether stdin / rendered output is this source's input (true for manifests and secrets)."""
 
+    produces: ClassVar[type[Resource] | None] = None
+    """The resource type this source makes. A scan skips a source when no enabled rule reads its
+    type (a secrets-only scan never parses YAML); ``None`` means "always read"."""
+
     @abstractmethod
     def _load(self, f: InputFile, limits: Limits) -> Sequence[Resource]: ...
 

@@ -215,6 +215,7 @@ def _check_shape(obj: K8sObject) -> None:
 class KubernetesSource(Source):
     name = "Kubernetes YAML/JSON"
     reads_streams = True
+    produces = K8sObject
 
     def accepts(self, filename: str) -> bool:
         return is_manifest_name(filename)

@@ -119,6 +119,7 @@ class TextFile(Resource):
 class TextSource(Source):
     name = "text"
     reads_streams = True
+    produces = TextFile
 
     def accepts(self, filename: str) -> bool:
         return True

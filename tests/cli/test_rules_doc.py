@@ -26,3 +26,19 @@ def test_every_rule_is_in_the_doc_with_its_controls() -> None:
     for rule in default_registry():
         row = next(line for line in text.splitlines() if line.startswith(f"| `{rule.meta.id}` |"))
         assert rule.meta.controls[0] in row
+
+
+def test_only_selects_packs_and_refuses_unknown_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - {name: a, image: x, securityContext: {privileged: true}}\n"
+    (tmp_path / "pod.yaml").write_text(pod)
+    assert main(["scan", "--only", "dockerfile", "-f", "json", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["findings"] == []
+    assert main(["scan", "--only", "pss-baseline", "-f", "json", str(tmp_path)]) == 1
+    rules = {f["rule_id"] for f in json.loads(capsys.readouterr().out)["findings"]}
+    assert rules == {"pss.privileged"}
+    assert main(["scan", "--only", "nope", str(tmp_path)]) == 2
+    assert "unknown pack 'nope'" in capsys.readouterr().err

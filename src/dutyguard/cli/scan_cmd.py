@@ -21,6 +21,8 @@ from dutyguard.limits import DEFAULT_LIMITS, Limits
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
+    from dutyguard.core.rule import RuleRegistry
+
 EPILOG = (
     "Exit codes: 0 nothing at or above --fail-on; 1 the gate fails; "
     "2 usage error, an input that could not be read, or signed state (--state) that is missing, "
@@ -147,6 +149,7 @@ POLICY_FLAGS = (
     ("pss_level", "--pss-level"),
     ("allowed_registry", "--allowed-registry"),
     ("secret_rules", "--secret-rules"),
+    ("only", "--only"),
 )
 """Flags that tune the built-in default policy. With signed state, Security's bundle decides."""
 
@@ -166,6 +169,18 @@ def _refuse_policy_flags(ctx: typer.Context) -> None:
                 f"cannot be combined with --state (set from {how}): the signed policy bundle decides",
                 param_hint=flag,
             )
+
+
+def _pack_selection(registry: RuleRegistry, packs: list[str]) -> frozenset[str] | None:
+    if not packs:
+        return None
+    known = {r.meta.pack for r in registry}
+    unknown = sorted(set(packs) - known)
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown pack {unknown[0]!r} (known: {', '.join(sorted(known))})", param_hint="--only"
+        )
+    return frozenset(r.meta.id for r in registry if r.meta.pack in packs)
 
 
 def _image_digests(subject: str | None) -> frozenset[str]:
@@ -228,6 +243,14 @@ def scan(
         "--secret-rules",
         metavar="FILE",
         help="Use this gitleaks-format TOML file instead of the built-in secret rules.",
+    ),
+    only: list[str] = typer.Option(
+        [],
+        "--only",
+        metavar="PACK",
+        help="Run only the rules of this pack (repeatable): pss-baseline, pss-restricted, k8s, dockerfile, "
+        "secrets. Sources no selected rule reads are skipped (--only secrets never parses YAML). "
+        "Not with --state: the signed bundle decides.",
     ),
     max_file_size: int = typer.Option(
         DEFAULT_LIMITS.max_file_bytes,
@@ -321,7 +344,12 @@ def scan(
         raise typer.BadParameter("a trusted key is only used with --state DIR", param_hint="--trust")
     else:
         registry = default_registry(str(secret_rules) if secret_rules else None)
-        policy = Policy(pss_level=pss_level, fail_on=threshold, allowed_registries=tuple(allowed_registry))
+        policy = Policy(
+            pss_level=pss_level,
+            fail_on=threshold,
+            allowed_registries=tuple(allowed_registry),
+            enabled_rules=_pack_selection(registry, only),
+        )
     scanner = Scanner(registry=registry, sources=default_sources(), policy=policy, limits=limits)
 
     try:

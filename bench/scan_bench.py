@@ -190,9 +190,20 @@ def main() -> int:
                 env,
             )
         )
+    # Secrets only, like `trivy fs --scanners secret`; and everything on the same tree for reference.
     results.append(
         measure(
             "secrets",
+            "dutyguard",
+            [str(DUTYGUARD), "scan", "--only", "secrets", str(mixed), "-f", "json", "-o", os.devnull],
+            n_mixed,
+            args.runs,
+            env,
+        )
+    )
+    results.append(
+        measure(
+            "mixed, all rules",
             "dutyguard",
             [str(DUTYGUARD), "scan", str(mixed), "-f", "json", "-o", os.devnull],
             n_mixed,

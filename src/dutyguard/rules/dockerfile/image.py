@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from dutyguard.core.model import Severity
 from dutyguard.core.policy import Policy
@@ -14,8 +14,7 @@ from dutyguard.rules.workload.imageref import ImageRef, allowed_by, parse_allow_
 from dutyguard.sources.dockerfile import Dockerfile, Instruction
 
 
-@dataclass(frozen=True, slots=True)
-class _Pull:
+class _Pull(NamedTuple):
     """An external image the build pulls, read as a reference where it can be."""
 
     ins: Instruction

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from dutyguard.errors import InputError, LimitExceeded
 from dutyguard.limits import Limits
@@ -30,9 +30,9 @@ Problem = Callable[[int, str], None]
 """Records something BuildKit would refuse, at a line, without stopping the reading."""
 
 
-@dataclass(frozen=True, slots=True)
-class LogicalLine:
-    """One instruction's text, with where it came from."""
+class LogicalLine(NamedTuple):
+    """One instruction's text, with where it came from (a tuple: cheaper to define than a dataclass,
+    and it is only handed from the reader to the parser)."""
 
     text: str
     """Continuations joined, comment and blank continuation lines dropped."""

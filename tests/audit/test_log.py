@@ -13,6 +13,7 @@ from dutyguard.audit import log
 from dutyguard.audit.entry import GENESIS, AuditEvent, Outcome, parse_leaf
 from dutyguard.audit.errors import AuditError, AuditIntegrityError, AuditValueError
 from dutyguard.audit.signing import Signer
+from dutyguard.audit.tables import APPEND_FUNCTION
 from dutyguard.audit.verify import verify_database
 from tests.audit._support import T0, drop_guards, event, fill
 
@@ -230,3 +231,41 @@ def test_event_details_are_detached_from_the_callers_dict() -> None:
     details["scope"] = "everything"  # the caller changes its own dict afterwards
     assert ev.details == {"scope": {"team": "payments"}}
     assert ev.details_json() == b'{"scope":{"team":"payments"}}'
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_postgresql_chain_step_runs_on_the_server_and_agrees_with_the_client(
+    engine: Engine, signer: Signer
+) -> None:
+    """The function installed with the tables hashes exactly as append does; a schema without it
+    still works (the client does the chain step) and both halves form one verifiable chain."""
+    fill(engine, signer, 6, every=4)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT to_regprocedure(%s) IS NOT NULL", (APPEND_FUNCTION,)).scalar()
+        assert log._has_chain_function(conn)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP FUNCTION {APPEND_FUNCTION}")
+    engine.dispose()  # connections remember whether the function exists
+    fill(engine, signer, 6, every=4, start=6)
+    with engine.connect() as conn:
+        assert not log._has_chain_function(conn)
+        report = verify_database(conn, [signer.verifier], T0 + timedelta(days=1))
+    assert report.ok, [p.message for p in report.problems]
+    assert (report.entries, report.signed_size) == (12, 12)
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_server_side_chain_step_refuses_a_head_that_does_not_hash_as_written(
+    engine: Engine, signer: Signer
+) -> None:
+    fill(engine, signer, 3, every=100)
+    with engine.begin() as conn:
+        drop_guards(conn)
+        conn.exec_driver_sql("""UPDATE audit_entries SET entry_hash = 'a"b' WHERE seq = 3""")
+    with (
+        pytest.raises(AuditIntegrityError, match="does not hash as written"),
+        log.transaction(engine) as conn,
+    ):
+        log.append(conn, event(3), T0)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT max(seq) FROM audit_entries").scalar() == 3  # rolled back

@@ -181,11 +181,39 @@ def leaf_bytes(
     stored value that was altered, even into equivalent JSON, yields different bytes and so a
     different hash, which is exactly what tamper detection needs.
     """
+    return chain_bytes(prev_hash, seq) + event_bytes(
+        ts=ts,
+        actor=actor,
+        roles_json=roles_json,
+        action=action,
+        object_=object_,
+        outcome=outcome,
+        state_digest=state_digest,
+        details_json=details_json,
+    )
+
+
+def chain_bytes(prev_hash: str, seq: int) -> bytes:
+    """The leaf's first part: ``{"chain":{"prev":"…","seq":n,"v":1},``."""
+    return b'{"chain":{"prev":' + canonical_str(prev_hash) + b',"seq":%d,"v":%d},' % (seq, LEAF_VERSION)
+
+
+def event_bytes(
+    *,
+    ts: str,
+    actor: str,
+    roles_json: bytes,
+    action: str,
+    object_: str,
+    outcome: str,
+    state_digest: str | None,
+    details_json: bytes,
+) -> bytes:
+    """The leaf's second part, which does not depend on the entry's place in the chain:
+    ``"event":{…}}`` (so the chain step can be done elsewhere, see ``tables.append_only_ddl``)."""
     return b"".join(
         (
-            b'{"chain":{"prev":',
-            canonical_str(prev_hash),
-            b',"seq":%d,"v":%d},"event":{"action":' % (seq, LEAF_VERSION),
+            b'"event":{"action":',
             canonical_str(action),
             b',"actor":',
             canonical_str(actor),

@@ -55,9 +55,46 @@ audit_checkpoints = sa.Table(
 
 _TABLES = ("audit_entries", "audit_checkpoints")
 
+LOCK_KEY = 0x6475_7479_6175_6474
+"""The PostgreSQL advisory lock of the chain ("dutyaudt"): one writer extends it at a time."""
+
+APPEND_FUNCTION = "dutyguard_audit_append(text, text, text, text, text, text, text, text, bytea)"
+"""The PostgreSQL function that does the chain step in one round trip (see ``dutyguard.audit.log``)."""
+
+# The chain step on the server: lock, read the head (a new statement, so a snapshot taken after
+# the lock was granted under READ COMMITTED), hash the leaf from the head and the event part the
+# client sent, insert, and return what the client needs to check the hash itself. The leaf's
+# prefix is spelled so that no ":word" appears (SQLAlchemy's text() would take it for a bind
+# parameter when a migration executes this).
+_APPEND_FUNCTION_DDL = f"""CREATE OR REPLACE FUNCTION dutyguard_audit_append(
+  p_ts text, p_actor text, p_roles text, p_action text, p_object text, p_outcome text,
+  p_state_digest text, p_details text, p_event bytea)
+RETURNS TABLE(out_seq bigint, out_prev text, out_hash text, out_checkpointed bigint, out_checkpoint_ts text)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+  head_seq bigint;
+  head_hash text;
+  next_seq bigint;
+  new_hash text;
+BEGIN
+  PERFORM pg_advisory_xact_lock({LOCK_KEY});
+  SELECT e.seq, e.entry_hash INTO head_seq, head_hash FROM audit_entries e ORDER BY e.seq DESC LIMIT 1;
+  next_seq := coalesce(head_seq, 0) + 1;
+  head_hash := coalesce(head_hash, repeat('0', 64));
+  new_hash := encode(sha256('\\x00'::bytea
+    || convert_to('{{"chain":{{"prev":"' || head_hash || '","seq":' || next_seq::text || ',"v":' || '1}},', 'UTF8')
+    || p_event), 'hex');
+  INSERT INTO audit_entries (seq, ts, actor, roles, action, object, outcome, state_digest, details, prev_hash, entry_hash)
+  VALUES (next_seq, p_ts, p_actor, p_roles, p_action, p_object, p_outcome, p_state_digest, p_details, head_hash, new_hash);
+  RETURN QUERY SELECT next_seq, head_hash, new_hash,
+    (SELECT c.size FROM audit_checkpoints c ORDER BY c.size DESC LIMIT 1)::bigint,
+    (SELECT c.ts FROM audit_checkpoints c ORDER BY c.size DESC LIMIT 1)::text;
+END $$"""  # noqa: S608 (only the lock key, an int constant, is interpolated)
+
 
 def append_only_ddl(dialect: str) -> list[str]:
-    """Statements installing the append-only triggers on ``dialect`` ("sqlite" or "postgresql")."""
+    """Statements installing the trail's database side on ``dialect`` ("sqlite" or "postgresql"):
+    the append-only triggers and, on PostgreSQL, the chain-step function ``append`` uses."""
     if dialect == "sqlite":
         return [
             f"CREATE TRIGGER IF NOT EXISTS {t}_no_{op.lower()} BEFORE {op} ON {t} "
@@ -71,7 +108,8 @@ def append_only_ddl(dialect: str) -> list[str]:
             "LANGUAGE plpgsql AS $$ BEGIN "
             # No "%" placeholders: drivers with pyformat parameters would try to fill them.
             "RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege', "
-            "MESSAGE = 'the audit trail is append-only (' || TG_OP || ' on ' || TG_TABLE_NAME || ')'; END $$"
+            "MESSAGE = 'the audit trail is append-only (' || TG_OP || ' on ' || TG_TABLE_NAME || ')'; END $$",
+            _APPEND_FUNCTION_DDL,
         ]
         for t in _TABLES:
             stmts.append(
@@ -96,7 +134,11 @@ def drop_append_only_ddl(dialect: str) -> list[str]:
             for t in _TABLES
             for kind in ("append_only", "no_truncate")
         ]
-        return [*stmts, "DROP FUNCTION IF EXISTS dutyguard_audit_append_only()"]
+        return [
+            *stmts,
+            "DROP FUNCTION IF EXISTS dutyguard_audit_append_only()",
+            f"DROP FUNCTION IF EXISTS {APPEND_FUNCTION}",
+        ]
     raise ValueError(f"no append-only guard for dialect {dialect!r}")
 
 

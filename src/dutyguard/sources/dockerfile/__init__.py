@@ -82,6 +82,7 @@ def is_dockerfile_name(filename: str) -> bool:
 
 class DockerfileSource(Source):
     name = "Dockerfile"
+    produces = Dockerfile
 
     def accepts(self, filename: str) -> bool:
         return is_dockerfile_name(filename)

@@ -13,13 +13,15 @@ not pay for them); import the module you need. The interface, as the server uses
 ``dutyguard.audit.tables``
     ``audit_entries``, ``audit_checkpoints`` on ``dutyguard.db.metadata``;
     ``append_only_ddl(dialect)`` / ``drop_append_only_ddl(dialect)`` — triggers refusing UPDATE,
-    DELETE and TRUNCATE, installed by ``metadata.create_all`` and to be executed by the Alembic
-    migration that creates the tables.
+    DELETE and TRUNCATE, plus (PostgreSQL) the chain-step function ``dutyguard_audit_append``;
+    installed by ``metadata.create_all`` and executed by the Alembic migration that creates the
+    tables. A connection checks once whether the function exists: after dropping or creating it,
+    reconnect.
 
 ``dutyguard.audit.log``
     ``append(conn, event, now) -> AuditEntry`` inside the caller's open transaction (the entry
     commits with the change it records). PostgreSQL: READ COMMITTED; ``append`` takes the chain's
-    advisory lock. SQLite: the transaction must have begun with ``BEGIN IMMEDIATE``.
+    advisory lock (in the chain-step function when present: one round trip). SQLite: the transaction must have begun with ``BEGIN IMMEDIATE``.
     ``transaction(engine)`` opens such a transaction on a plain engine (WAL, ``synchronous=FULL``).
     ``maybe_checkpoint(conn, signer, every_n, now, max_age=None)`` / ``checkpoint(conn, signer, now)`` sign the
     head and Merkle root after verifying the entries they cover (``AuditIntegrityError`` if the

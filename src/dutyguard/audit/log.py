@@ -6,8 +6,9 @@ Invariants (what every function here keeps true, on SQLite and PostgreSQL alike)
    of entry ``n-1`` (entry 1 records ``GENESIS``). A rolled-back transaction takes its entry
    with it and the next writer reuses the number, so rollbacks leave no gap.
 2. One writer at a time extends the chain: on PostgreSQL :func:`append` takes a transaction-level
-   advisory lock (released at COMMIT/ROLLBACK) before it reads the head, and later appends in the
-   same transaction reuse what it read; on SQLite the caller's
+   advisory lock (released at COMMIT/ROLLBACK) before it reads the head — inside the
+   ``dutyguard_audit_append`` function when the schema has it (one round trip under the lock),
+   else from here — and later appends in the same transaction reuse what it read; on SQLite the caller's
    transaction must hold the write lock from its start (``BEGIN IMMEDIATE``, see
    :func:`transaction`). Whatever the caller gets wrong, the schema refuses a fork (UNIQUE
    ``prev_hash``) or a duplicate (``seq`` primary key): a mistake fails a transaction, it never
@@ -177,9 +178,11 @@ def append(conn: Connection, event: AuditEvent, now: datetime) -> AuditEntry:
         state_digest=event.state_digest,
         details_json=details_json,
     )
-    if _has_chain_function(conn):
-        return _append_on_server(conn, event, ts, roles_json, details_json, event_part)
-    state = _lock(conn)
+    state = _cached(conn)  # a later append in this transaction: the lock is held, the head known
+    if state is None:
+        if _has_chain_function(conn):
+            return _append_on_server(conn, event, ts, roles_json, details_json, event_part)
+        state = _lock(conn)
     prev = state.head
     seq = 1 if prev is None else prev.seq + 1
     prev_hash = GENESIS if prev is None else prev.entry_hash

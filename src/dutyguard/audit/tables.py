@@ -11,7 +11,9 @@ at that size, not signed, checked against the signed root before use) so the nex
 hashes only the entries added since.
 
 Append-only guards: :func:`append_only_ddl` returns triggers that make UPDATE, DELETE (and on
-PostgreSQL TRUNCATE) of either table fail for every database role, the application's included.
+PostgreSQL TRUNCATE) of either table fail for every database role, the application's included,
+and on PostgreSQL the ``dutyguard_audit_append`` function that performs the chain step in one
+round trip (``dutyguard.audit.log.append`` uses it when present).
 They are attached to ``metadata.create_all`` here; Alembic migrations must execute them too
 (``for stmt in append_only_ddl(dialect): op.execute(stmt)``). A database owner can drop a
 trigger, so they are defence in depth: the hash chain and the signed checkpoints are what make

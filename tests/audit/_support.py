@@ -98,8 +98,7 @@ def stored_hash(conn: Connection, seq: int) -> str:
 def drop_guards(conn: Connection) -> None:
     """An attacker with DDL rights (the database owner) removes the append-only triggers first."""
     for stmt in drop_append_only_ddl(conn.dialect.name):
-        if stmt.startswith("DROP TRIGGER"):
-            conn.exec_driver_sql(stmt)
+        conn.exec_driver_sql(stmt)
 
 
 def drop_fork_guard(conn: Connection) -> None:

@@ -13,7 +13,7 @@ from dutyguard.audit import log
 from dutyguard.audit.entry import GENESIS, AuditEvent, Outcome, parse_leaf
 from dutyguard.audit.errors import AuditError, AuditIntegrityError, AuditValueError
 from dutyguard.audit.signing import Signer
-from dutyguard.audit.tables import APPEND_FUNCTION
+from dutyguard.audit.tables import APPEND_FUNCTION, drop_append_function_ddl
 from dutyguard.audit.verify import verify_database
 from tests.audit._support import T0, drop_guards, event, fill
 
@@ -244,8 +244,12 @@ def test_postgresql_chain_step_runs_on_the_server_and_agrees_with_the_client(
         assert conn.exec_driver_sql("SELECT to_regprocedure(%s) IS NOT NULL", (APPEND_FUNCTION,)).scalar()
         assert log._has_chain_function(conn)
     with engine.begin() as conn:
-        conn.exec_driver_sql(f"DROP FUNCTION {APPEND_FUNCTION}")
-    engine.dispose()  # connections remember whether the function exists
+        for stmt in drop_append_function_ddl("postgresql"):
+            conn.exec_driver_sql(stmt)
+    # Pooled connections still believe in the function: the first write fails (closed, not
+    # forked), and the next transaction looks again and does the chain step itself.
+    with pytest.raises(sa.exc.ProgrammingError, match="does not exist"), log.transaction(engine) as conn:
+        log.append(conn, event(6), T0)
     fill(engine, signer, 6, every=4, start=6)
     with engine.connect() as conn:
         assert not log._has_chain_function(conn)

@@ -15,8 +15,9 @@ not pay for them); import the module you need. The interface, as the server uses
     ``append_only_ddl(dialect)`` / ``drop_append_only_ddl(dialect)`` — triggers refusing UPDATE,
     DELETE and TRUNCATE, plus (PostgreSQL) the chain-step function ``dutyguard_audit_append``;
     installed by ``metadata.create_all`` and executed by the Alembic migration that creates the
-    tables. A connection checks once whether the function exists: after dropping or creating it,
-    reconnect.
+    tables; ``drop_append_function_ddl(dialect)`` removes the function. A connection checks once
+    whether the function exists (and again after a failed call), so creating it later needs a
+    reconnect to be used; dropping it fails one transaction, then appends go on without it.
 
 ``dutyguard.audit.log``
     ``append(conn, event, now) -> AuditEntry`` inside the caller's open transaction (the entry

@@ -228,20 +228,27 @@ def _has_chain_function(conn: Connection) -> bool:
 def _append_on_server(
     conn: Connection, event: AuditEvent, ts: str, roles_json: bytes, details_json: bytes, event_part: bytes
 ) -> AuditEntry:
-    row = conn.exec_driver_sql(
-        _APPEND_CALL,
-        (
-            ts,
-            event.actor,
-            roles_json.decode("utf-8"),
-            event.action,
-            event.object,
-            event.outcome.value,
-            event.state_digest,
-            details_json.decode("utf-8"),
-            event_part,
-        ),
-    ).one()
+    try:
+        result = conn.exec_driver_sql(
+            _APPEND_CALL,
+            (
+                ts,
+                event.actor,
+                roles_json.decode("utf-8"),
+                event.action,
+                event.object,
+                event.outcome.value,
+                event.state_digest,
+                details_json.decode("utf-8"),
+                event_part,
+            ),
+        )
+    except sa.exc.DBAPIError:
+        # This transaction is lost either way; if the function was dropped, the next one looks
+        # again and does the chain step itself.
+        conn.info.pop(_HAS_FUNCTION, None)
+        raise
+    row = result.one()
     seq, prev_hash, entry_hash = int(row[0]), str(row[1]), str(row[2])
     # The database hashed the leaf; check it here, where the format is defined. A difference
     # means the head it linked to is not what append would have written (a tampered row).

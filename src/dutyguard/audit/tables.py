@@ -127,7 +127,9 @@ def append_only_ddl(dialect: str) -> list[str]:
 
 
 def drop_append_only_ddl(dialect: str) -> list[str]:
-    """The inverse of :func:`append_only_ddl` (for a migration's downgrade)."""
+    """Removes the append-only triggers (a migration's downgrade). The chain-step function is
+    left alone (appends keep working without the guards); :func:`drop_append_function_ddl`
+    removes it."""
     if dialect == "sqlite":
         return [f"DROP TRIGGER IF EXISTS {t}_no_{op}" for t in _TABLES for op in ("update", "delete")]
     if dialect == "postgresql":
@@ -136,12 +138,13 @@ def drop_append_only_ddl(dialect: str) -> list[str]:
             for t in _TABLES
             for kind in ("append_only", "no_truncate")
         ]
-        return [
-            *stmts,
-            "DROP FUNCTION IF EXISTS dutyguard_audit_append_only()",
-            f"DROP FUNCTION IF EXISTS {APPEND_FUNCTION}",
-        ]
+        return [*stmts, "DROP FUNCTION IF EXISTS dutyguard_audit_append_only()"]
     raise ValueError(f"no append-only guard for dialect {dialect!r}")
+
+
+def drop_append_function_ddl(dialect: str) -> list[str]:
+    """Removes the PostgreSQL chain-step function (nothing on SQLite)."""
+    return [f"DROP FUNCTION IF EXISTS {APPEND_FUNCTION}"] if dialect == "postgresql" else []
 
 
 def _install_guards(target: sa.Table, connection: sa.Connection, **_: object) -> None:

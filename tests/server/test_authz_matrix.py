@@ -9,6 +9,8 @@ means 403 (and an audit entry), no credentials means 401 (and an audit entry).
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from datetime import timedelta
 from typing import Any
@@ -83,7 +85,9 @@ def _fixtures(org: Org) -> dict[str, str]:
             Grant("bg-matrix", "erin", "cluster down, rollback needed", ORG, now, now + timedelta(hours=1)),
         )
         (approval,) = store.list_requests(conn, None, 10, [ApprovalKind.SOD_RULES_CHANGE.value])
+    signed = _signed_state_fixtures(org)
     return {
+        **signed,
         "user_id": "dave",
         "team_id": "payments",
         "identity_id": "dave",
@@ -97,8 +101,81 @@ def _fixtures(org: Org) -> dict[str, str]:
     }
 
 
+_MATRIX_BUNDLE = """\
+apiVersion: dutyguard.dev/v1
+kind: PolicyBundle
+metadata: {name: matrix}
+spec:
+  rules:
+    include: [{pack: pss-baseline}]
+"""
+
+
+def _signed_state_fixtures(org: Org) -> dict[str, str]:
+    """A published bundle (v1), a pending proposal, a pending exception and an attestation, made
+    through the API by the demo personas (so the matrix identities own none of them)."""
+
+    def ok(r: Any) -> Any:
+        assert r.status_code in (200, 201), r.json()
+        return r.json()
+
+    first = ok(org.post("alice", "/policies/proposals", {"document": _MATRIX_BUNDLE, "message": "v1"}))
+    ok(org.post("sam", f"/policies/proposals/{first['id']}/approve"))
+    pending = ok(
+        org.post(
+            "alice",
+            "/policies/proposals",
+            {"document": _MATRIX_BUNDLE.replace("pss-baseline}", "pss-baseline}, {pack: k8s}"), "message": "v2"},
+        )
+    )
+    exception = ok(
+        org.post(
+            "dave",
+            "/exceptions",
+            {
+                "rule_id": "pss.host-ports",
+                "app": "shop-api",
+                "fingerprint": "ab" * 16,
+                "justification": "node exporter needs its port",
+                "compensating_control": "network policy",
+                "days": 5,
+            },
+        )
+    )
+    bundle = ok(org.get("alice", "/policies/current"))
+    snapshot = org.get("ci-shop", "/state/exceptions")
+    assert snapshot.status_code == 200
+    version = json.loads(base64.b64decode(snapshot.json()["payload"]))["version"]
+    attestation = ok(
+        org.post(
+            "ci-shop",
+            "/attestations",
+            {
+                "subject": "git:" + "c0" * 20,
+                "app": "shop-api",
+                "policy": {"version": bundle["version"], "digest": bundle["digest"]},
+                "snapshot_version": version,
+                "findings": [],
+                "errors": 0,
+            },
+        )
+    )
+    return {
+        "proposal_id": pending["id"],
+        "version": "1",
+        "exception_id": exception["id"],
+        "attestation_id": attestation["id"],
+    }
+
+
 def _dynamic_duty(path: str) -> Duty:
     """What the stored objects of ``_fixtures`` require, from their governance policies."""
+    if path.startswith("/api/v1/exceptions/"):
+        if path.endswith(("/approve", "/reject")):
+            return Duty.EXCEPTION_APPROVE
+        if path.endswith("/revoke"):
+            return Duty.EXCEPTION_REVOKE
+        return Duty.EXCEPTION_REQUEST  # withdraw, scope: the requester's duty
     policy = default_policy(ApprovalKind.SOD_RULES_CHANGE)
     if path.endswith(("/approve", "/reject")):
         return policy.approver_duty

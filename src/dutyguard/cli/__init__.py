@@ -52,7 +52,16 @@ def _register() -> None:
     if _registered:
         return
     _registered = True
-    from dutyguard.cli import admission_cmd, attest_cmd, gov_cmds, policy_cmd, rules_cmd, scan_cmd, up_cmd
+    from dutyguard.cli import (
+        admission_cmd,
+        attest_cmd,
+        gov_cmds,
+        policy_cmd,
+        rules_cmd,
+        scan_cmd,
+        signed_cmds,
+        up_cmd,
+    )
 
     scan_cmd.register(app)
     rules_cmd.register(app)
@@ -60,6 +69,7 @@ def _register() -> None:
     gov_cmds.register(app)
     policy_cmd.register(app)
     attest_cmd.register(app)
+    signed_cmds.register(app)
     admission_cmd.register(app)
 
 

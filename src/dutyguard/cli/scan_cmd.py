@@ -22,11 +22,14 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
     from dutyguard.core.rule import RuleRegistry
+    from dutyguard.exceptions.matcher import MatchContext
+    from dutyguard.trust.gate import SignedGate
 
 EPILOG = (
-    "Exit codes: 0 nothing at or above --fail-on; 1 the gate fails; "
-    "2 usage error, an input that could not be read, or signed state (--state) that is missing, "
-    "unsigned, tampered, expired or rolled back (the gate fails closed)."
+    "Exit codes: 0 nothing at or above --fail-on (or a blocked gate let through by a break-glass "
+    "grant, with --attest); 1 the gate fails; 2 usage error, an input that could not be read, or "
+    "signed state (--state, --server) that is missing, unsigned, tampered, expired or rolled back "
+    "(the gate fails closed)."
 )
 SEVERITIES = ", ".join(s.value for s in Severity)
 
@@ -287,7 +290,26 @@ def scan(
         "(default: $XDG_CACHE_HOME/dutyguard/trusted-state.json).",
     ),
     server: str | None = typer.Option(
-        None, "--server", metavar="URL", help="Fetch signed state from the control plane (not available yet)."
+        None,
+        "--server",
+        envvar="DUTYGUARD_SERVER",
+        metavar="URL",
+        help="Fetch the signed state from the control plane at URL (token from DUTYGUARD_TOKEN or "
+        "`dutyguard login`) and enforce it as with --state: verified with --trust before anything is "
+        "scanned; a download or check that fails is exit 2.",
+    ),
+    attest: bool = typer.Option(
+        False,
+        "--attest",
+        help="Submit the decision to the control plane (--server), which checks it and signs a gate "
+        "attestation for --subject; saved to --attest-output.",
+    ),
+    attest_output: Path = typer.Option(
+        Path("dutyguard-attestation.dsse.json"),
+        "--attest-output",
+        metavar="FILE",
+        dir_okay=False,
+        help="Where --attest saves the signed attestation (a DSSE envelope).",
     ),
     app_name: str | None = typer.Option(
         None,
@@ -321,13 +343,14 @@ def scan(
     app_name = _context_name(app_name, "--app")
     cluster = _context_name(cluster, "--cluster")
     image_digests = _image_digests(subject)
-    if server is not None:
-        raise ConfigError(
-            "--server is not available yet: save the signed state with `dutyguard state pull DIR` "
-            "and scan with --state DIR --trust KEY"
+    if server is not None and state is not None:
+        raise typer.BadParameter("give either --server URL or --state DIR, not both", param_hint="--server")
+    if attest and (server is None or subject is None):
+        raise typer.BadParameter(
+            "needs --server URL (the control plane signs attestations) and --subject", param_hint="--attest"
         )
     gate = None
-    if state is not None:
+    if state is not None or server is not None:
         _refuse_policy_flags(ctx)
         from dutyguard.exceptions.matcher import MatchContext
         from dutyguard.trust._time import utc_now
@@ -336,12 +359,24 @@ def scan(
 
         context = MatchContext(app=app_name, cluster=cluster, image_digests=image_digests)
         registry = default_registry()
+        seen = state_file or default_state_file()
         # Every check happens here, before anything is read: a failure is exit 2 (fail closed).
-        gate = open_state(state, trust, state_file or default_state_file(), registry, utc_now())
+        if server is not None:
+            from dutyguard.cli.gate_client import pulled
+            from dutyguard.trust.keys import load_trust
+
+            load_trust(trust)  # an unusable --trust fails before any download
+            with pulled(server) as fetched:
+                gate = open_state(fetched, trust, seen, registry, utc_now())
+        else:
+            assert state is not None
+            gate = open_state(state, trust, seen, registry, utc_now())
         gate.check_scope(context)
         policy = gate.policy
     elif trust:
-        raise typer.BadParameter("a trusted key is only used with --state DIR", param_hint="--trust")
+        raise typer.BadParameter(
+            "a trusted key is only used with --state DIR or --server URL", param_hint="--trust"
+        )
     else:
         registry = default_registry(str(secret_rules) if secret_rules else None)
         policy = Policy(
@@ -375,7 +410,36 @@ def scan(
             print(f"dutyguard: error: {terminal(err.message, 2000)}", file=sys.stderr)
     if output is not None:
         print(_one_line_summary(report, output), file=sys.stderr)
+    if attest:
+        assert server is not None
+        assert subject is not None
+        assert gate is not None
+        _attest(server, report, gate, context, subject, attest_output)
     raise typer.Exit(report.exit_code)
+
+
+def _attest(
+    server: str, report: ScanReport, gate: SignedGate, context: MatchContext, subject: str, out: Path
+) -> None:
+    """Have the control plane sign the decision; a break-glass decision lets a blocked gate pass."""
+    from dutyguard.cli import gate_client
+    from dutyguard.formats._text import terminal
+
+    result = gate_client.submit(server, report, gate, context, subject)
+    gate_client.save_attestation(result, out)
+    decision = result["decision"]
+    print(
+        f"dutyguard: gate attestation {result['id']} signed by the control plane: decision {decision} "
+        f"for {terminal(result['subject'], 300)}; saved to {terminal(str(out), 300)}",
+        file=sys.stderr,
+    )
+    if decision == "breakglass":
+        print(
+            f"dutyguard: warning: BREAK-GLASS: {len(report.blocking)} blocking finding(s) let through under "
+            f"grant {result['breakglass_grant']}; Security has been alerted and will review it",
+            file=sys.stderr,
+        )
+        raise typer.Exit(0)
 
 
 def register(app: typer.Typer) -> None:

@@ -20,13 +20,32 @@ from dutyguard.errors import GovernanceError, InputError
 from dutyguard.server import problems
 from dutyguard.server.authz import check_declarations
 from dutyguard.server.middleware import BodyLimitMiddleware
-from dutyguard.server.routes import approvals, audit, bindings, breakglass, identities, meta, sod, tokens
+from dutyguard.server.routes import (
+    admission,
+    approvals,
+    attestations,
+    audit,
+    bindings,
+    breakglass,
+    exceptions,
+    identities,
+    meta,
+    policies,
+    sod,
+    state,
+    tokens,
+)
 from dutyguard.server.runtime import Runtime, open_runtime
 from dutyguard.server.settings import Settings, settings_from_env
 
 logger = logging.getLogger("dutyguard.server")
 
 API_PREFIX = "/api/v1"
+LARGER_BODIES = {
+    f"{API_PREFIX}/policies/proposals": 2 * 1024 * 1024,  # a bundle may be 1 MB of YAML, JSON-escaped
+    f"{API_PREFIX}/attestations": 4 * 1024 * 1024,  # up to 20,000 findings
+    f"{API_PREFIX}/admission/decisions": 8 * 1024 * 1024,  # up to 1,000 decisions
+}
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
@@ -59,7 +78,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     _install_domain_handlers(app)
     for module in (meta, identities, tokens, bindings, sod, approvals, breakglass, audit):
         app.include_router(module.router, prefix=API_PREFIX)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=rt.settings.max_body_bytes)
+    for module in (policies, exceptions, state, attestations, admission):  # signed state (issue 4)
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=rt.settings.max_body_bytes, larger=LARGER_BODIES)
     check_declarations(app)
     return app
 

@@ -115,7 +115,7 @@ def _alembic_config(url: str) -> Any:
     return cfg
 
 
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 """The newest migration shipped (a test keeps it equal to Alembic's head)."""
 
 

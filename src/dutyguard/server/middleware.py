@@ -9,7 +9,7 @@ the limit in one place.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -22,20 +22,23 @@ _METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, larger: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # Exact paths whose documents are larger by nature (policy bundles, gate results, batches).
+        self.larger = dict(larger or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.larger.get(scope.get("path", ""), self.max_body_bytes)
         declared = _content_length(scope)
         if declared == -1:
             await _problem(scope, send, 400, "bad-request", "Bad request", "Content-Length is not a number")
             return
-        if declared is not None and declared > self.max_body_bytes:
-            await self._too_large(scope, send)
+        if declared is not None and declared > limit:
+            await self._too_large(scope, send, limit)
             return
         if scope.get("method") not in _METHODS_WITH_BODY and not declared:
             await self.app(scope, receive, send)
@@ -48,8 +51,8 @@ class BodyLimitMiddleware:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
-                await self._too_large(scope, send)
+            if size > limit:
+                await self._too_large(scope, send, limit)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -66,14 +69,14 @@ class BodyLimitMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, scope: Scope, send: Send) -> None:
+    async def _too_large(self, scope: Scope, send: Send, limit: int) -> None:
         await _problem(
             scope,
             send,
             413,
             "body-too-large",
             "Request body too large",
-            f"request bodies are limited to {self.max_body_bytes} bytes",
+            f"request bodies are limited to {limit} bytes",
             connection_close=True,
         )
 

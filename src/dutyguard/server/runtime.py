@@ -11,7 +11,8 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from dutyguard.audit.signing import Signer, load_or_create_key
 from dutyguard.governance.duties import RoleTable, shipped_roles
@@ -31,6 +32,23 @@ Clock = Callable[[], datetime]
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def shifted_clock(path: Path) -> Clock:
+    """Tests only (``--unsafe-clock-file``): real time plus the seconds written in ``path``.
+
+    Read on every call, so a test can let days pass in a running server; an unreadable or
+    malformed file counts as no shift.
+    """
+
+    def now() -> datetime:
+        try:
+            offset = float(path.read_text(encoding="ascii").strip() or 0)
+        except (OSError, ValueError):
+            offset = 0.0
+        return datetime.now(UTC) + timedelta(seconds=offset)
+
+    return now
 
 
 @dataclass
@@ -69,6 +87,8 @@ def prepare_data_dir(settings: Settings) -> None:
 
 def open_runtime(settings: Settings, *, migrate: bool = True, clock: Clock = utcnow) -> Runtime:
     prepare_data_dir(settings)
+    if settings.unsafe_clock_file is not None and clock is utcnow:
+        clock = shifted_clock(settings.unsafe_clock_file)
     signer = load_or_create_key(settings.signing_key_path)
     hasher = TokenHasher(load_token_key(settings.token_key_path))
     database = dbmod.Database(settings.effective_database_url)

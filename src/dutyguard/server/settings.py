@@ -54,6 +54,8 @@ class Settings:
     page_max: int = 500
     trust_forwarded_for: bool = False
     """Take the client address from X-Forwarded-For (only behind a proxy you run)."""
+    unsafe_clock_file: Path | None = None
+    """Tests only: a file holding seconds to add to the clock, read on every use (lets days pass)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -120,6 +122,11 @@ class Settings:
             )
         if self.trust_forwarded_for:
             out.append("trusting X-Forwarded-For: only correct behind a proxy that overwrites it")
+        if self.unsafe_clock_file is not None:
+            out.append(
+                f"UNSAFE: the clock is shifted by the seconds in {self.unsafe_clock_file} (for tests only): "
+                "expiry of exceptions, grants and tokens follows it"
+            )
         return out
 
 
@@ -132,6 +139,7 @@ _ENV_KEYS = {
     "tls_certfile": "DUTYGUARD_TLS_CERT",
     "tls_keyfile": "DUTYGUARD_TLS_KEY",
     "allow_remote_plaintext": "DUTYGUARD_ALLOW_REMOTE_PLAINTEXT",
+    "unsafe_clock_file": "DUTYGUARD_UNSAFE_CLOCK_FILE",
 }
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -148,6 +156,7 @@ def settings_to_env(settings: Settings) -> dict[str, str]:
         "tls_certfile": settings.tls_certfile,
         "tls_keyfile": settings.tls_keyfile,
         "allow_remote_plaintext": "1" if settings.allow_remote_plaintext else None,
+        "unsafe_clock_file": settings.unsafe_clock_file,
     }
     return {_ENV_KEYS[k]: str(v) for k, v in values.items() if v is not None}
 
@@ -175,7 +184,7 @@ def settings_from_env(env: Mapping[str, str] | None = None, **overrides: object)
         values["allow_remote_plaintext"] = flag.lower() in _TRUE
     if "data_dir" in values:
         values["data_dir"] = Path(str(values["data_dir"])).expanduser()
-    for key in ("tls_certfile", "tls_keyfile"):
+    for key in ("tls_certfile", "tls_keyfile", "unsafe_clock_file"):
         if key in values and values[key] is not None:
             values[key] = Path(str(values[key]))
     return Settings(**values)  # type: ignore[arg-type]

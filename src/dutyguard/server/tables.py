@@ -194,3 +194,144 @@ server_state = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
 )
+
+# -- signed state: policy bundles, exceptions, attestations (migration 0002) -------------------------
+
+DIGEST = sa.String(71)
+"""``sha256:<64 hex>``."""
+
+state_keys = sa.Table(
+    "state_keys",
+    metadata,
+    # The keys that sign published state and attestations (not the audit key). The private key
+    # is a 0600 file in the data directory; the database holds its public half and its window.
+    sa.Column("key_id", sa.String(64), primary_key=True),
+    sa.Column("public_key", sa.String(128), nullable=False),
+    sa.Column("key_file", sa.String(255), nullable=False),
+    sa.Column("not_before", UTCDateTime(), nullable=True),
+    sa.Column("not_after", UTCDateTime(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", ID, nullable=False),
+)
+
+policy_proposals = sa.Table(
+    "policy_proposals",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("maker", ID, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    # The published version the proposal was made (and its diff computed) against; 0: none yet.
+    sa.Column("base_version", sa.Integer, nullable=False),
+    sa.Column("name", sa.String(63), nullable=False),
+    sa.Column("digest", DIGEST, nullable=False),
+    sa.Column("message", sa.String(2000), nullable=False),
+    # Canonical JSON of the bundle document: what is signed once approved (its digest is checked).
+    sa.Column("document", sa.Text, nullable=False),
+    # The YAML as proposed, for reviewers (comments and layout are not part of the digest).
+    sa.Column("source", sa.Text, nullable=False),
+    # The governance.approvals.ApprovalRequest, canonical JSON.
+    sa.Column("approval", sa.Text, nullable=False),
+    sa.Column("published_version", sa.Integer, nullable=True),
+    sa.Index("ix_policy_proposals_state", "state"),
+)
+
+policy_versions = sa.Table(
+    "policy_versions",
+    metadata,
+    # Published bundles: append-only; a rollback is a new version with old content.
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(63), nullable=False),
+    sa.Column("digest", DIGEST, nullable=False),
+    sa.Column("previous_digest", DIGEST, nullable=True),
+    sa.Column("document", sa.Text, nullable=False),
+    sa.Column("proposal_id", sa.String(32), nullable=False),
+    sa.Column("published_at", UTCDateTime(), nullable=False),
+    sa.Column("published_by", ID, nullable=False),
+    # The current signature (re-signed with the same version before it expires).
+    sa.Column("envelope", sa.Text, nullable=False),
+    sa.Column("issued_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("key_id", sa.String(64), nullable=False),
+    sa.UniqueConstraint("proposal_id", name="uq_policy_versions_proposal_id"),
+)
+
+exception_requests = sa.Table(
+    "exception_requests",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    # pending, approved, rejected, expired (pending too long), withdrawn, revoked. An approved
+    # exception past its expiry is reported as expired without a write.
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("rule_id", sa.String(128), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("fingerprint", sa.String(32), nullable=True),
+    sa.Column("app", sa.String(253), nullable=True),
+    sa.Column("namespace", sa.String(63), nullable=True),
+    sa.Column("image_digest", sa.String(71), nullable=True),
+    sa.Column("cluster", sa.String(253), nullable=True),
+    sa.Column("wide", sa.Boolean, nullable=False),
+    sa.Column("requester", ID, nullable=False),
+    sa.Column("justification", sa.Text, nullable=False),
+    sa.Column("compensating_control", sa.Text, nullable=False),
+    sa.Column("days", sa.Integer, nullable=False),
+    sa.Column("bundle_version", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("approved_at", UTCDateTime(), nullable=True),
+    sa.Column("expires_at", UTCDateTime(), nullable=True),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    sa.Column("revoked_by", ID, nullable=True),
+    sa.Column("revoke_reason", sa.String(2000), nullable=True),
+    # The governance.approvals.ApprovalRequest; its subject digest covers rule, scope, texts, days.
+    sa.Column("approval", sa.Text, nullable=False),
+    sa.Index("ix_exception_requests_state", "state"),
+    sa.Index("ix_exception_requests_expires_at", "expires_at"),
+)
+
+state_snapshots = sa.Table(
+    "state_snapshots",
+    metadata,
+    # Signed exception snapshots; the latest is served, older ones are kept until they expire
+    # (attestations name the version a runner used).
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("issued_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    # Exceptions change generation on every approval and revocation: a new one means a new snapshot.
+    sa.Column("generation", sa.Integer, nullable=False),
+    # The earliest expiry of an exception inside: from then on the snapshot is out of date.
+    sa.Column("next_change", UTCDateTime(), nullable=True),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("digest", DIGEST, nullable=False),
+    sa.Column("key_id", sa.String(64), nullable=False),
+    sa.Column("envelope", sa.Text, nullable=False),
+)
+
+attestations = sa.Table(
+    "attestations",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("subject", sa.String(400), nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("app", sa.String(253), nullable=True),
+    sa.Column("cluster", sa.String(253), nullable=True),
+    sa.Column("submitter", ID, nullable=False),
+    sa.Column("bundle_version", sa.Integer, nullable=False),
+    sa.Column("bundle_digest", DIGEST, nullable=False),
+    sa.Column("snapshot_version", sa.Integer, nullable=False),
+    sa.Column("breakglass_grant", sa.String(32), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("key_id", sa.String(64), nullable=False),
+    sa.Column("envelope", sa.Text, nullable=False),
+    sa.Index("ix_attestations_subject", "subject", "created_at"),
+)
+
+admission_batches = sa.Table(
+    "admission_batches",
+    metadata,
+    # Batches already stored, so a replayed batch id is acknowledged without new entries.
+    sa.Column("batch_id", sa.String(64), primary_key=True),
+    sa.Column("cluster", sa.String(253), nullable=False),
+    sa.Column("submitter", ID, nullable=False),
+    sa.Column("decisions", sa.Integer, nullable=False),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+)

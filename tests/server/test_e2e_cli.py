@@ -247,11 +247,11 @@ def test_init_then_up_prints_nothing_secret(
 
 def test_db_upgrade_command(tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["db", "upgrade", "--database-url", database_url, "--data-dir", str(tmp_path / "d")]) == 0
-    assert "(empty) -> 0001" in capsys.readouterr().out
+    assert "(empty) -> 0002" in capsys.readouterr().out
     assert main(["db", "upgrade", "--database-url", database_url, "--data-dir", str(tmp_path / "d")]) == 0
-    assert "0001 -> 0001" in capsys.readouterr().out
+    assert "0002 -> 0002" in capsys.readouterr().out
     assert main(["db", "current", "--database-url", database_url]) == 0
-    assert "current: 0001  head: 0001" in capsys.readouterr().out
+    assert "current: 0002  head: 0002" in capsys.readouterr().out
 
 
 def test_up_refuses_plain_http_on_a_public_address(

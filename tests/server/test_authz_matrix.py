@@ -125,7 +125,10 @@ def _signed_state_fixtures(org: Org) -> dict[str, str]:
         org.post(
             "alice",
             "/policies/proposals",
-            {"document": _MATRIX_BUNDLE.replace("pss-baseline}", "pss-baseline}, {pack: k8s}"), "message": "v2"},
+            {
+                "document": _MATRIX_BUNDLE.replace("pss-baseline}", "pss-baseline}, {pack: k8s}"),
+                "message": "v2",
+            },
         )
     )
     exception = ok(

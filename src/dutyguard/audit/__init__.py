@@ -48,7 +48,9 @@ not pay for them); import the module you need. The interface, as the server uses
     ``first_bad_seq``, ``problems`` (``Problem(kind, seq, last_seq, detail, line)`` with kind
     ``edited | deleted | inserted | reordered | truncated | rewritten | bad_checkpoint``),
     ``signed_size``, ``unsigned_entries``, ``to_json()`` for ``--format json``. Hostile files
-    raise ``ExportFormatError`` / ``LimitExceeded`` (both ``InputError``) naming the line.
+    raise ``ExportFormatError`` / ``LimitExceeded`` (both ``InputError``) naming the line. The
+    report types live in ``dutyguard.audit.report`` (re-exported by ``verify``); the second,
+    diagnosing pass in the private ``_diagnose``.
 
 ``dutyguard.audit.merkle``
     RFC 6962/9162 hashing, ``Frontier``, inclusion and consistency proofs and their verifiers.

@@ -232,3 +232,13 @@ def test_given_checkpoint_that_does_not_verify_is_reported(
     report = verify_export(io.BytesIO(clean), [signer.verifier], known=[foreign])
     assert [p.kind for p in report.problems] == [ProblemKind.BAD_CHECKPOINT]
     assert report.problems[0].detail.startswith("given checkpoint at size 30: signed by key")
+
+
+def test_offline_verification_needs_no_database_libraries() -> None:
+    """An auditor's laptop verifies with the standard library and ``cryptography`` only."""
+    import subprocess
+    import sys
+
+    code = "import sys, dutyguard.audit.verify; print(sorted(m for m in ('sqlalchemy', 'psycopg') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"

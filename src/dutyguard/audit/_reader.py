@@ -16,6 +16,7 @@ from dutyguard.errors import LimitExceeded
 
 MAX_LINE: Final = MAX_LEAF_BYTES + 256
 CHUNK: Final = 1 << 20
+EXPORT_FORMAT: Final = "dutyguard.audit.export/v1"
 
 
 def lines(f: BinaryIO, source: str, first_lineno: int = 0) -> Iterator[tuple[int, bytes]]:

@@ -19,17 +19,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO, Final
+from typing import BinaryIO
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from dutyguard.audit._reader import EXPORT_FORMAT
 from dutyguard.audit.canonical import canonical_json, canonical_str
 from dutyguard.audit.entry import format_ts
 from dutyguard.audit.log import checkpoints, iter_rows, row_leaf
 from dutyguard.audit.tables import audit_entries
 
-EXPORT_FORMAT: Final = "dutyguard.audit.export/v1"
+__all__ = ["EXPORT_FORMAT", "ExportSummary", "entry_line", "export"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,14 +38,13 @@ import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Final
-
-from sqlalchemy.engine import Connection
+from typing import TYPE_CHECKING, BinaryIO, Final
 
 from dutyguard.audit import merkle
 from dutyguard.audit._diagnose import diagnose_file
 from dutyguard.audit._reader import (
     CHUNK,
+    EXPORT_FORMAT,
     MAX_LINE,
     Trust,
     add_checkpoint,
@@ -57,10 +56,12 @@ from dutyguard.audit.canonical import loads_strict
 from dutyguard.audit.checkpoint import SignedCheckpoint
 from dutyguard.audit.entry import GENESIS, parse_leaf
 from dutyguard.audit.errors import AuditError, ExportFormatError
-from dutyguard.audit.export import EXPORT_FORMAT, export
 from dutyguard.audit.report import Problem, ProblemKind, VerifyReport, sort_problems
 from dutyguard.audit.signing import Verifier
 from dutyguard.errors import ConfigError, LimitExceeded
+
+if TYPE_CHECKING:  # offline verification needs neither SQLAlchemy nor a database driver
+    from sqlalchemy.engine import Connection
 
 __all__ = [
     "MAX_CHECKPOINTS",
@@ -158,6 +159,8 @@ def verify_database(
     Run it in a transaction that sees one snapshot (PostgreSQL REPEATABLE READ) to keep
     concurrent appends out of the picture; appends in between are harmless either way.
     """
+    from dutyguard.audit.export import export
+
     trusted_keys = _keys(keys)
     source = f"database {conn.engine.url.render_as_string(hide_password=True)}"
     with tempfile.TemporaryFile() as spool:

@@ -224,7 +224,7 @@ def submit(
             block_overrides=policy.block_overrides,
         )
         if report.blocking and not report.errors:
-            grant_id = _breakglass(rt, conn, body.app, now)
+            grant_id = _breakglass(rt, conn, body.app, rt.now())  # not rounded: grants open mid-second
         issuer = state_keys.issuer(conn, now)
         predicate = predicate_from_report(
             report,

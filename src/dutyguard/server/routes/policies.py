@@ -44,12 +44,13 @@ from dutyguard.server.auth import Caller
 from dutyguard.server.authz import requires
 from dutyguard.server.problems import Problem, bad_request, not_found
 from dutyguard.server.routes._common import RuntimeDep, refusals
-from dutyguard.server.routes._state_common import principal_now, tampered
+from dutyguard.server.routes._state_common import anywhere, principal_now, tampered
 from dutyguard.server.runtime import Runtime
 from dutyguard.server.schemas import Page, VoteBody, WithdrawBody
 from dutyguard.server.state_schemas import ChangeOut, DiffOut, ProposalCreate, ProposalOut, VersionOut
 
 router = APIRouter(tags=["policies"])
+_READ = anywhere(Duty.POLICY_READ, "one bundle governs the whole organisation")
 
 _KIND = ApprovalKind.POLICY_CHANGE
 
@@ -216,7 +217,7 @@ def propose(
     return proposal_out(rt, proposal, latest, detail=True)
 
 
-@router.get("/policies/proposals", dependencies=[Depends(requires(Duty.POLICY_READ))])
+@router.get("/policies/proposals", dependencies=[Depends(_READ)])
 def list_proposals(
     rt: RuntimeDep,
     state: Annotated[RequestState | None, Query()] = None,
@@ -249,7 +250,7 @@ def list_proposals(
     return Page[ProposalOut](items=items, next_cursor=next_cursor)
 
 
-@router.get("/policies/proposals/{proposal_id}", dependencies=[Depends(requires(Duty.POLICY_READ))])
+@router.get("/policies/proposals/{proposal_id}", dependencies=[Depends(_READ)])
 def show_proposal(proposal_id: str, rt: RuntimeDep) -> ProposalOut:
     """A proposal with its YAML, its line diff against the version it was based on, and what it changes."""
     with rt.db.read() as conn:
@@ -410,7 +411,7 @@ def withdraw_proposal(
     return proposal_out(rt, after, base)
 
 
-@router.get("/policies", dependencies=[Depends(requires(Duty.POLICY_READ))])
+@router.get("/policies", dependencies=[Depends(_READ)])
 def history(
     rt: RuntimeDep, limit: pagination.LimitParam = 50, cursor: pagination.CursorParam = None
 ) -> Page[VersionOut]:
@@ -429,7 +430,7 @@ def history(
     )
 
 
-@router.get("/policies/current", dependencies=[Depends(requires(Duty.POLICY_READ))])
+@router.get("/policies/current", dependencies=[Depends(_READ)])
 def current(rt: RuntimeDep) -> VersionOut:
     """The bundle in force, with its document."""
     with rt.db.read() as conn:
@@ -439,7 +440,7 @@ def current(rt: RuntimeDep) -> VersionOut:
     return version_out(v, detail=True)
 
 
-@router.get("/policies/diff", dependencies=[Depends(requires(Duty.POLICY_READ))])
+@router.get("/policies/diff", dependencies=[Depends(_READ)])
 def diff(
     rt: RuntimeDep,
     old: Annotated[int, Query(ge=1)],
@@ -459,7 +460,7 @@ def diff(
     return DiffOut(old=old, new=new, diff=text, changes=_changes(changes))
 
 
-@router.get("/policies/{version}", dependencies=[Depends(requires(Duty.POLICY_READ))])
+@router.get("/policies/{version}", dependencies=[Depends(_READ)])
 def show_version(version: int, rt: RuntimeDep) -> VersionOut:
     with rt.db.read() as conn:
         v = policy_store.get_version(conn, version)

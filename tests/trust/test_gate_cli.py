@@ -334,9 +334,21 @@ def test_state_without_trust_fails_closed(
     assert "no trusted key" in capsys.readouterr().err
 
 
-def test_server_is_not_available_yet(node_exporter: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["scan", "--server", "https://cp.example", node_exporter]) == 2
-    assert "not available yet" in capsys.readouterr().err
+def test_server_without_trust_fails_closed_before_any_download(
+    node_exporter: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["scan", "--server", "http://127.0.0.1:9", node_exporter]) == 2
+    assert "[trust]: no trusted key" in capsys.readouterr().err
+
+
+def test_unreachable_server_fails_closed(
+    cp: ControlPlane, tmp_path: Path, node_exporter: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    key = cp.key_file(tmp_path / "cp.pub")
+    code = main(["scan", "--server", "http://127.0.0.1:9", "--trust", str(key), node_exporter])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "verification failed [missing]: cannot fetch the signed state" in err
 
 
 def test_bundle_scoped_to_other_apps_is_refused(cp: ControlPlane, runner: Runner, node_exporter: str) -> None:

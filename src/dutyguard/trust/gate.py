@@ -20,6 +20,7 @@ from dutyguard.errors import ConfigError
 from dutyguard.exceptions.matcher import ExceptionMatcher, MatchContext
 from dutyguard.policy.model import Stage
 from dutyguard.trust.keys import load_trust
+from dutyguard.trust.snapshot_cache import SnapshotCache
 from dutyguard.trust.state import StateFile, TrustedState, VerifiedBundle, VerifiedSnapshot
 
 
@@ -68,7 +69,7 @@ def open_state(
     store = StateFile(state_file)
     with store.locked():
         seen = store.read()
-        trusted = TrustedState(keyring, registry, now, seen)
+        trusted = TrustedState(keyring, registry, now, seen, SnapshotCache.beside(state_file))
         bundle, snapshot = trusted.load_dir(state_dir)
         after = trusted.seen_after()
         if after != seen:  # a re-run on the same state need not pay for an fsync

@@ -48,6 +48,7 @@ from dutyguard.policy.parse import parse_bundle_text  # noqa: E402
 from dutyguard.rules import default_registry  # noqa: E402
 from dutyguard.sources.registry import default_sources  # noqa: E402
 from dutyguard.trust.gate import open_state  # noqa: E402
+from dutyguard.trust.snapshot_cache import SnapshotCache  # noqa: E402
 from dutyguard.trust.state import (  # noqa: E402
     BUNDLE_FILE,
     SNAPSHOT_FILE,
@@ -150,18 +151,30 @@ def bench_verify(
         now = datetime.now(UTC).replace(microsecond=0)
         state = write_state(tmp / f"state-{n}", signer, exceptions(n, now, real), now)
         size = (state / SNAPSHOT_FILE).stat().st_size
-        walls = []
+        first: list[float] = []
+        repeat: list[float] = []
         seen = tmp / f"seen-{n}.json"
-        for _ in range(runs):
-            seen.unlink(missing_ok=True)  # a first sight: the record is written (and fsynced) each time
-            t = time.perf_counter()
-            open_state(state, [str(key)], seen, registry, now)
-            walls.append(time.perf_counter() - t)
+        cache = SnapshotCache.beside(seen).directory
+        for _ in range(runs):  # alternate, so drift hits both alike
+            for walls, fresh in ((first, True), (repeat, False)):
+                seen.unlink(missing_ok=True)  # the record is written (and fsynced) each time
+                if fresh:  # this runner never saw the snapshot: nothing cached
+                    shutil.rmtree(cache, ignore_errors=True)
+                t = time.perf_counter()
+                open_state(state, [str(key)], seen, registry, now)
+                walls.append(time.perf_counter() - t)
         out.append(
-            {"exceptions": n, "snapshot_bytes": size, "median_ms": ms(statistics.median(walls)), "runs": runs}
+            {
+                "exceptions": n,
+                "snapshot_bytes": size,
+                "first_ms": ms(statistics.median(first)),
+                "median_ms": ms(statistics.median(repeat)),
+                "runs": runs,
+            }
         )
         print(
-            f"verify in-process, {n:>6} exceptions ({size / 1024:.0f} KiB): {ms(statistics.median(walls))} ms"
+            f"verify in-process, {n:>6} exceptions ({size / 1024:.0f} KiB): first sight "
+            f"{ms(statistics.median(first))} ms, seen before {ms(statistics.median(repeat))} ms"
         )
     return out
 
@@ -279,7 +292,9 @@ def write_doc(results: dict[str, object]) -> None:
     assert isinstance(pi, dict)
     assert isinstance(pn, dict)
     rows = "\n".join(
-        f"| verify bundle + snapshot of {r['exceptions']:,} exceptions ({int(r['snapshot_bytes']) // 1024} KiB), in-process | {r['median_ms']} ms |"
+        f"| verify bundle + snapshot of {r['exceptions']:,} exceptions ({int(r['snapshot_bytes']) // 1024} KiB), in-process: "
+        f"snapshot seen before by this runner / first sight (verified in full, then cached) | "
+        f"**{r['median_ms']} ms** / {r['first_ms']} ms |"
         for r in v
     )
     text = (

@@ -22,7 +22,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SHARED = Path(os.environ.get("DUTYGUARD_SHARED_DATA", REPO.parent / "shared" / "data"))
-OUT = HERE / ".corpus"
+OUT = HERE / "corpus-data"  # not a dot-directory: Checkov skips hidden paths
 N = 1000
 MANIFEST_SOURCES = ("checkov", "kube-score", "kubesec", "rbac-real-world", "falco-event-generator")
 

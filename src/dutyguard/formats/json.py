@@ -114,6 +114,25 @@ def load_schema() -> dict[str, Any]:
     return schema
 
 
+def dumps_report(value: dict[str, Any]) -> str:
+    """Like :func:`dumps`, but each element of a top-level list on one compact line.
+
+    Readable and diffable (one finding per line), and fast: ``json.dumps`` with ``indent`` runs
+    the pure-Python encoder, which spent most of a 14,000-finding scan's time; without it the C
+    encoder does the work.
+    """
+    parts = []
+    for key, item in value.items():
+        head = f"  {json.dumps(key, ensure_ascii=False)}: "
+        if isinstance(item, list) and item:
+            rows = ",\n".join("    " + json.dumps(v, ensure_ascii=False) for v in item)
+            parts.append(f"{head}[\n{rows}\n  ]")
+        else:
+            body = json.dumps(item, indent=2, ensure_ascii=False).replace("\n", "\n  ")
+            parts.append(head + body)
+    return harden_json("{\n" + ",\n".join(parts) + "\n}") + "\n"
+
+
 class JsonFormatter(Formatter):
     def render(self, report: ScanReport, ctx: FormatContext) -> str:
-        return dumps(report_to_dict(report, ctx))
+        return dumps_report(report_to_dict(report, ctx))

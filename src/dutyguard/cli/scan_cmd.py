@@ -39,7 +39,7 @@ PROGRESS_AFTER_SECONDS = 0.5
 
 def _parse_fail_on(value: str) -> str:
     try:
-        return Severity.parse(value).value
+        return str(Severity.parse(value).value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a severity; use one of {SEVERITIES}") from None
 

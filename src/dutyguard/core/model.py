@@ -6,10 +6,13 @@ All are immutable; change them with ``dataclasses.replace``.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+
+_ORDER = ("info", "low", "medium", "high", "critical")
 
 
 class Severity(enum.Enum):
@@ -19,10 +22,12 @@ class Severity(enum.Enum):
     LOW = "low"
     INFO = "info"
 
-    @property
-    def rank(self) -> int:
-        """Higher is worse; used for thresholds and sorting."""
-        return _RANK[self]
+    rank: int
+    """Higher is worse; used for thresholds and sorting. A plain attribute: it is read for every
+    finding several times (sorting, thresholds, summaries)."""
+
+    def __init__(self, value: str) -> None:
+        self.rank = _ORDER.index(value)
 
     def at_least(self, other: Severity) -> bool:
         return self.rank >= other.rank
@@ -36,19 +41,11 @@ class Severity(enum.Enum):
             raise ValueError(f"unknown severity {text!r} (expected one of {allowed})") from None
 
 
-_RANK = {
-    Severity.INFO: 0,
-    Severity.LOW: 1,
-    Severity.MEDIUM: 2,
-    Severity.HIGH: 3,
-    Severity.CRITICAL: 4,
-}
-
-
 JSONPath = tuple[str | int, ...]
 """A path into a document: mapping keys and sequence indexes."""
 
 
+@functools.lru_cache(maxsize=8192)
 def render_path(path: JSONPath) -> str:
     """``('spec', 'containers', 0, 'image')`` -> ``spec.containers[0].image``."""
     out: list[str] = []

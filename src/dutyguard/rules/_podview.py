@@ -83,6 +83,11 @@ class PodView:
 
     @classmethod
     def of(cls, resource: K8sObject) -> PodView | None:
+        # Every pod rule asks for the same view of the same object: build it once per object.
+        return resource.memo(cls, lambda: cls._build(resource))
+
+    @classmethod
+    def _build(cls, resource: K8sObject) -> PodView | None:
         spec_path = resource.pod_spec_path
         meta_path = resource.pod_meta_path
         spec = resource.pod_spec()

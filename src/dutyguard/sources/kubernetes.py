@@ -7,8 +7,9 @@ from an AdmissionReview (without): rules never know the difference.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from dutyguard.core import jsonview as jv
 from dutyguard.core.model import JSONPath, Location, render_path
@@ -17,6 +18,8 @@ from dutyguard.errors import InputError
 from dutyguard.limits import Limits
 from dutyguard.sources.interface import InputFile, Source
 from dutyguard.sources.yamldoc import load_documents
+
+T = TypeVar("T")
 
 POD_SPEC_PATHS: Mapping[str, JSONPath] = {
     "Pod": ("spec",),
@@ -64,6 +67,9 @@ class K8sObject(Resource):
     namespace: str | None = field(init=False)
     pod_spec_path: JSONPath | None = field(init=False)
     _containers: tuple[ContainerRef, ...] = field(init=False, repr=False)
+    _memo: dict[object, object] = field(init=False, repr=False, compare=False)
+    """Values derived from ``doc`` by rules (see :meth:`memo`). ``doc`` never changes, so a value
+    computed once is valid for every rule; concurrent fills compute the same value."""
 
     def __post_init__(self) -> None:
         md = jv.as_map(self.doc.get("metadata")) or {}
@@ -81,6 +87,16 @@ class K8sObject(Resource):
                     if m is not None:
                         refs.append(ContainerRef(list_name, i, (*spec_path, list_name, i), m))
         object.__setattr__(self, "_containers", tuple(refs))
+        object.__setattr__(self, "_memo", {})
+
+    def memo(self, key: object, compute: Callable[[], T]) -> T:
+        """``compute()`` once per key for this object (rules share derived views this way)."""
+        try:
+            return self._memo[key]  # type: ignore[return-value]
+        except KeyError:
+            value = compute()
+            self._memo[key] = value
+            return value
 
     # --- Resource -----------------------------------------------------------------------------
     @property

@@ -89,3 +89,37 @@ def test_explicit_key_line_wins_over_merged_one() -> None:
 def test_earlier_merge_source_wins() -> None:
     (doc,) = load_documents("a: &a {k: 1}\nb: &b {k: 2, j: 3}\nc:\n  <<: [*a, *b]\n", "m", LIMITS)
     assert doc.value["c"] == {"k": 1, "j": 3}  # type: ignore[index]
+
+
+def test_fast_scalar_resolution_agrees_with_pyyaml() -> None:
+    import random
+    import string
+
+    import yaml
+
+    from dutyguard.sources.yamldoc import _Loader
+
+    rng = random.Random(7)
+    samples = [
+        "yes",
+        "No",
+        "on",
+        "~",
+        "",
+        "0x1f",
+        "1_000",
+        ".inf",
+        "2001-12-14",
+        "<<",
+        "=",
+        "!",
+        "&",
+        "*",
+        "hello",
+    ]
+    samples += [
+        "".join(rng.choice(string.printable[:94]) for _ in range(rng.randint(1, 6))) for _ in range(3000)
+    ]
+    for v in samples:
+        expected = yaml.SafeLoader("").resolve(yaml.ScalarNode, v, (True, False))
+        assert _Loader("").resolve(yaml.ScalarNode, v, (True, False)) == expected, v

@@ -177,9 +177,6 @@ class ScanReport:
 
 def fingerprint(rule_id: str, identity: Sequence[str]) -> str:
     """Stable id of "this problem in this thing": no line numbers, so moving code keeps it."""
-    h = hashlib.sha256()
-    h.update(rule_id.encode())
-    for part in identity:
-        h.update(b"\x00")
-        h.update(part.encode("utf-8", "surrogatepass"))
-    return h.hexdigest()[:32]
+    # Same bytes as hashing rule_id, then NUL + part for each part: one update is cheaper.
+    data = "\x00".join((rule_id, *identity)).encode("utf-8", "surrogatepass")
+    return hashlib.sha256(data).hexdigest()[:32]

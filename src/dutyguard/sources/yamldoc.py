@@ -20,13 +20,27 @@ from dutyguard.core.model import JSONPath
 from dutyguard.errors import InputError, LimitExceeded
 from dutyguard.limits import Limits
 
+_STR = "tag:yaml.org,2002:str"
+
+# First characters for which YAML 1.1's implicit resolvers (bool, int, float, null, timestamp,
+# merge, value, and the "yaml" tag of "!", "&", "*") can produce a non-string tag. Every other plain scalar is a string, which the
+# fast path below decides without PyYAML's per-scalar regex lookups (most manifest scalars).
+_MAYBE_TYPED = frozenset("-+0123456789.yYnNtTfFoO~<=!&*")
+
 try:
-    _Loader: Any = yaml.CSafeLoader
+    _Base: Any = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - libyaml missing: pure-Python fallback, same semantics
-    _Loader = yaml.SafeLoader
+    _Base = yaml.SafeLoader
+
+
+class _Loader(_Base):  # type: ignore[misc]
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is yaml.ScalarNode and implicit[0] and value and value[0] not in _MAYBE_TYPED:
+            return _STR
+        return super().resolve(kind, value, implicit)
+
 
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
-_STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
 _BOOL = "tag:yaml.org,2002:bool"

@@ -289,6 +289,14 @@ def from_suppression(spec: str, rule: str | None) -> dict[str, Any]:
             f"no finding of {', '.join(sorted(wanted))} in {sup.get('file')}: nothing to request an exception for"
         )
     if len({(f["rule_id"], f["fingerprint"]) for f in candidates}) > 1:
+        same = _in_same_resource(candidates, str(sup.get("file")), int(sup.get("line") or 0))
+        if same == []:
+            raise ConfigError(
+                f"suppression {index} at {sup.get('file')}:{sup.get('line')} names {', '.join(sorted(wanted))}, but "
+                "the resource it is in has no such finding: nothing to request an exception for"
+            )
+        candidates = same or candidates
+    if len({(f["rule_id"], f["fingerprint"]) for f in candidates}) > 1:
         listed = "; ".join(
             f"{f['rule_id']} line {f['location'].get('line')} fingerprint {f['fingerprint']}"
             for f in candidates[:20]
@@ -303,6 +311,32 @@ def from_suppression(spec: str, rule: str | None) -> dict[str, Any]:
         "reason": sup.get("reason") or "",
         "where": f"{sup.get('file')}:{sup.get('line')}",
     }
+
+
+def _in_same_resource(candidates: list[dict[str, Any]], file: str, line: int) -> list[dict[str, Any]] | None:
+    """The findings of the manifest document the suppression sits in (or, for a comment between
+    documents, the one after it); ``None`` when the scanned file is not at hand to tell."""
+    from dutyguard.limits import DEFAULT_LIMITS
+    from dutyguard.sources.yamldoc import load_documents
+
+    try:
+        docs = load_documents(_read_text(Path(file), "a manifest"), file, DEFAULT_LIMITS)
+    except (InputError, OSError):
+        return None
+    spans = [(d.line, max(d.lines.values(), default=d.line), d.value) for d in docs]
+    chosen = next((v for start, end, v in spans if start <= line <= end), None)
+    if chosen is None:
+        chosen = next((v for start, _end, v in spans if start > line), None)
+    if not isinstance(chosen, dict):
+        return None
+    meta = chosen.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return [
+        f
+        for f in candidates
+        if (f.get("location") or {}).get("kind") == chosen.get("kind")
+        and (f.get("location") or {}).get("name") == name
+    ]
 
 
 @exception_app.command("request")

@@ -177,7 +177,8 @@ def submit(
     """Submit a gate result; the control plane checks it against the state in force and signs it."""
     subject = _subject(body.subject)
     enforce(rt, request, caller, Duty.SCAN_SUBMIT, Scope(ScopeKind.APP, body.app) if body.app else ORG)
-    now = rt.now().replace(microsecond=0)
+    received = rt.now()  # orders attestations; the signed time is whole seconds
+    now = received.replace(microsecond=0)
     attestation_id = store.new_id("att")
     obj = f"attestation:{attestation_id}"
     grant_id: str | None = None
@@ -251,7 +252,7 @@ def submit(
             "bundle_digest": latest.digest,
             "snapshot_version": body.snapshot_version,
             "breakglass_grant": grant_id,
-            "created_at": now,
+            "created_at": received,
             "key_id": key.key_id,
             "envelope": envelope,
         }

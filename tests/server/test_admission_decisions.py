@@ -23,7 +23,7 @@ from dutyguard.server.app import create_app
 from tests.admission.support import pod_request, review
 from tests.server.conftest import Org
 from tests.server.live import threaded
-from tests.server.signed_helpers import publish, verify
+from tests.server.signed_helpers import keyring, publish, verify
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -138,3 +138,42 @@ def test_an_oversized_decision_is_trimmed_into_one_entry(org: Org, tmp_path: Pat
     (entry,) = org.audit(action="admission.deny")
     assert entry["details"]["findingsTotal"] == 200
     assert len(entry["details"]["findings"]) == 5
+
+
+def test_pulled_attestation_index_feeds_the_webhooks_image_rule(
+    org: Org, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``state pull --attestations`` saves what ``admission serve --require-attestations DIR`` loads."""
+    import base64
+    import json
+
+    from dutyguard.admission.attestations import load_index
+    from dutyguard.cli import gate_client
+
+    publish(org)
+    current = org.get("carol", "/policies/current").json()
+    snapshot = json.loads(base64.b64decode(org.get("ci-shop", "/state/exceptions").json()["payload"]))[
+        "version"
+    ]
+    image = "oci://registry.example.com/shop/api@sha256:" + "5e" * 32
+    body = {
+        "subject": image,
+        "app": "shop-api",
+        "policy": {"version": current["version"], "digest": current["digest"]},
+        "snapshot_version": snapshot,
+        "findings": [],
+        "errors": 0,
+    }
+    assert org.post("ci-shop", "/attestations", body).status_code == 201
+    failing = {**body, "subject": image.replace("5e", "6f")}
+    failing["findings"] = [
+        {"rule_id": "pss.privileged", "severity": "critical", "fingerprint": "ab" * 16, "blocking": True}
+    ]
+    assert org.post("ci-shop", "/attestations", failing).json()["decision"] == "fail"
+    monkeypatch.setenv("DUTYGUARD_TOKEN", org.tokens["cluster-prod-eu"])
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    with threaded(create_app(runtime=org.rt)) as url:
+        gate_client.pull(url, tmp_path / "state", attestations=True)
+    index = load_index(tmp_path / "state" / "attestations", keyring(org))
+    assert index.refused == ()
+    assert set(index.by_digest) == {"sha256:" + "5e" * 32}  # the failing image has no passing attestation

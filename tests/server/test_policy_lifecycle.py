@@ -222,3 +222,26 @@ def test_key_rotation_keeps_older_artefacts_verifiable(org: Org) -> None:
     state = TrustedState(old_ring, default_registry(), org.clock(), SeenState())
     with pytest.raises(SignatureError):
         state.update_bundle(new[0], "bundle")
+
+
+def test_hostile_numbers_and_cursors_are_refused_not_crashed(org: Org) -> None:
+    publish(org)
+    big = str(2**63)
+    for path, params in (
+        (f"/policies/{big}", {}),
+        ("/policies/diff", {"old": big, "new": "1"}),
+        ("/policies", {"cursor": "WzkyMjMzNzIwMzY4NTQ3NzU4MDdd"}),  # [9223372036854775807]
+        ("/attestations", {"cursor": "WyIyMDI2LTAxLTAxVDAwOjAwOjAwIiwiYSJd"}),  # a naive time
+        ("/exceptions", {"status": "everything"}),
+    ):
+        r = org.get("carol", path, **params)
+        assert r.status_code in (400, 422), (path, r.status_code, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+    r = org.post(
+        "alice",
+        "/policies/proposals",
+        {"document": "a: &a [*a, *a]\n" + "b: " + "[" * 5000, "message": "bomb"},
+    )
+    assert r.status_code == 422
+    r = org.post("alice", "/policies/proposals", {"document": "x" * (2 * 1024 * 1024 + 1), "message": "huge"})
+    assert r.status_code == 413

@@ -24,7 +24,9 @@ ImageDigest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")
 BundleDigest = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
 LongText = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 SeverityName = Literal["critical", "high", "medium", "low", "info"]
-Version = Annotated[int, Field(ge=1, le=2**53 - 1)]
+MAX_DB_INT = 2**31 - 1
+"""Versions are INTEGER columns: anything larger is refused at the edge, not by the database."""
+Version = Annotated[int, Field(ge=1, le=MAX_DB_INT)]
 Text = Annotated[str, StringConstraints(max_length=1024)]
 
 MAX_BUNDLE_TEXT = 1024 * 1024
@@ -172,6 +174,10 @@ class FindingIn(Strict):
 class PolicyRef(Strict):
     version: Version
     digest: BundleDigest
+
+
+MAX_CLAIMED_EXCEPTIONS = 1000
+"""Distinct exceptions one gate result may claim (each is looked up and re-checked)."""
 
 
 class AttestationSubmit(Strict):

@@ -43,7 +43,12 @@ from dutyguard.server.routes._state_common import anywhere, tampered
 from dutyguard.server.routes.state import attestation_out
 from dutyguard.server.runtime import Runtime
 from dutyguard.server.schemas import Page
-from dutyguard.server.state_schemas import AttestationOut, AttestationSubmit, FindingIn
+from dutyguard.server.state_schemas import (
+    MAX_CLAIMED_EXCEPTIONS,
+    AttestationOut,
+    AttestationSubmit,
+    FindingIn,
+)
 from dutyguard.trust.attest import GateAttestation, Subject, predicate_from_report, sign_attestation
 
 router = APIRouter(prefix="/attestations", tags=["attestations"])
@@ -101,6 +106,10 @@ def _check_waivers(
     claimed = {i: f.waiver for i, f in enumerate(body.findings) if f.waiver is not None}
     if not claimed:
         return {}
+    if len({w.exception_id for w in claimed.values()}) > MAX_CLAIMED_EXCEPTIONS:
+        raise GovernanceError(
+            "waiver_mismatch", f"more than {MAX_CLAIMED_EXCEPTIONS} distinct exceptions claimed by one gate"
+        )
     grants = []
     for exception_id in sorted({w.exception_id for w in claimed.values()}):
         try:
@@ -315,6 +324,8 @@ def list_attestations(
             when = datetime.fromisoformat(at)
         except ValueError:
             raise bad_request("cursor is not one this server issued", field="query.cursor") from None
+        if when.tzinfo is None:
+            raise bad_request("cursor is not one this server issued", field="query.cursor")
         q = q.where(sa.or_(a.c.created_at < when, sa.and_(a.c.created_at == when, a.c.id < last)))
     with rt.db.read() as conn:
         rows = [r._mapping for r in conn.execute(q)]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from dutyguard.audit.canonical import JSONValue
 from dutyguard.errors import ApprovalRefused, GovernanceError, InputError
@@ -47,7 +47,14 @@ from dutyguard.server.routes._common import RuntimeDep, refusals
 from dutyguard.server.routes._state_common import anywhere, principal_now, tampered
 from dutyguard.server.runtime import Runtime
 from dutyguard.server.schemas import Page, VoteBody, WithdrawBody
-from dutyguard.server.state_schemas import ChangeOut, DiffOut, ProposalCreate, ProposalOut, VersionOut
+from dutyguard.server.state_schemas import (
+    MAX_DB_INT,
+    ChangeOut,
+    DiffOut,
+    ProposalCreate,
+    ProposalOut,
+    VersionOut,
+)
 
 router = APIRouter(tags=["policies"])
 _READ = anywhere(Duty.POLICY_READ, "one bundle governs the whole organisation")
@@ -418,7 +425,7 @@ def history(
     """Published versions, newest first."""
     key = pagination.decode(cursor, 1)
     before = key[0] if key else None
-    if before is not None and not isinstance(before, int):
+    if before is not None and (not isinstance(before, int) or not 0 < before <= MAX_DB_INT):
         raise bad_request("cursor is not one this server issued", field="query.cursor")
     with rt.db.read() as conn:
         rows = policy_store.list_versions(conn, before, limit + 1)
@@ -443,8 +450,8 @@ def current(rt: RuntimeDep) -> VersionOut:
 @router.get("/policies/diff", dependencies=[Depends(_READ)])
 def diff(
     rt: RuntimeDep,
-    old: Annotated[int, Query(ge=1)],
-    new: Annotated[int, Query(ge=1)],
+    old: Annotated[int, Query(ge=1, le=MAX_DB_INT)],
+    new: Annotated[int, Query(ge=1, le=MAX_DB_INT)],
 ) -> DiffOut:
     """What changed between two published versions (line diff and meaning for enforcement)."""
     with rt.db.read() as conn:
@@ -461,7 +468,7 @@ def diff(
 
 
 @router.get("/policies/{version}", dependencies=[Depends(_READ)])
-def show_version(version: int, rt: RuntimeDep) -> VersionOut:
+def show_version(version: Annotated[int, Path(ge=1, le=MAX_DB_INT)], rt: RuntimeDep) -> VersionOut:
     with rt.db.read() as conn:
         v = policy_store.get_version(conn, version)
     if v is None:

@@ -78,7 +78,7 @@ def authenticate(rt: Runtime, request: Request) -> Caller:
         _fail(rt, request, address, "malformed token", "invalid token", None)
     token_id, secret = parsed
     now = rt.now()
-    with rt.db.lookup() as conn:
+    with rt.db.read() as conn:
         found = store.token_with_identity(conn, token_id)
         if found is None:
             _fail(rt, request, address, "unknown token id", "invalid token", token_id)

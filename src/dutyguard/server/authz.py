@@ -223,7 +223,7 @@ def decide(rt: Runtime, principal: Principal, duty: Duty, target: Scope) -> Deci
     now = rt.now()
     emergency = duty in rt.roles.breakglass.duties
     if target.kind in ASSET_KINDS or emergency:
-        with rt.db.lookup() as conn:
+        with rt.db.read() as conn:
             ownership = store.ownership_for(conn, [principal], [target])
             grants = store.grants_of(conn, principal.id, now) if emergency else []
     else:

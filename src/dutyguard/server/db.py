@@ -63,18 +63,15 @@ def _sqlite_engine(url: str) -> Engine:
 
 
 class Database:
-    """One engine, two kinds of transaction."""
+    """One engine; write transactions, plain reads and snapshot reads."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
         self._writer = self.engine.execution_options(**{_WRITE: True})
         self.dialect = self.engine.dialect.name
-        self._autocommit = (
-            self.engine.execution_options(isolation_level="AUTOCOMMIT")
-            if self.dialect == "postgresql"
-            else None
-        )
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._snapshot = self.engine.execution_options(isolation_level="REPEATABLE READ")
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
@@ -83,22 +80,24 @@ class Database:
             yield conn
 
     @contextlib.contextmanager
-    def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+    def read(self, *, snapshot: bool = False) -> Iterator[Connection]:
+        """Reads. ``snapshot``: all of them see one consistent state (exports, verification).
 
-    @contextlib.contextmanager
-    def lookup(self) -> Iterator[Connection]:
-        """A few independent reads that need no common snapshot (authentication, ownership).
-
-        PostgreSQL runs them in autocommit: no BEGIN/COMMIT round trips on every request.
-        SQLite's local transactions cost nothing comparable, so it keeps :meth:`read`.
+        PostgreSQL runs plain reads in autocommit (no BEGIN/COMMIT round trips on every request;
+        each statement sees the latest committed state) and snapshot reads in a REPEATABLE READ
+        transaction. SQLite reads always run in one deferred transaction, which in WAL mode is
+        a snapshot and costs no round trip.
         """
-        if self._autocommit is None:
-            with self.read() as conn:
-                yield conn
+        if self.dialect == "postgresql":
+            engine = self._snapshot if snapshot else self._autocommit
+            with engine.connect() as conn:
+                if snapshot:
+                    with conn.begin():
+                        yield conn
+                else:
+                    yield conn
             return
-        with self._autocommit.connect() as conn:
+        with self.engine.connect() as conn, conn.begin():
             yield conn
 
     def dispose(self) -> None:

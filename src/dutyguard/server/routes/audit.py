@@ -104,7 +104,7 @@ def export_trail(
 ) -> StreamingResponse:
     """The whole trail as JSON Lines (header, checkpoints, entries) for offline verification."""
     spool = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115 (closed by the stream)
-    with rt.db.read() as conn:
+    with rt.db.read(snapshot=True) as conn:
         summary = export(conn, spool, rt.now())  # type: ignore[arg-type]
     spool.seek(0)
     _best_effort_record(
@@ -128,7 +128,7 @@ def export_trail(
 @router.get("/verify")
 def verify(caller: Annotated[Caller, Depends(requires(Duty.AUDIT_VERIFY))], rt: RuntimeDep) -> dict[str, Any]:
     """Verify the live trail against the server's checkpoint key; pinpoints any tampering."""
-    with rt.db.read() as conn:
+    with rt.db.read(snapshot=True) as conn:
         report = verify_database(conn, [rt.signer.verifier], rt.now())
     if report.ok:
         _best_effort_record(rt, caller, "audit.verify", {"ok": True, "entries": report.entries})

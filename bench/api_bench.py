@@ -431,6 +431,7 @@ def main() -> None:
     )
     p.add_argument("--postgres", help="an existing PostgreSQL (postgresql+psycopg://user@host:port/db)")
     p.add_argument("--no-postgres", action="store_true")
+    p.add_argument("--no-sqlite", action="store_true")
     p.add_argument("--no-write", action="store_true", help="print only; do not update results and docs")
     args = p.parse_args()
     results: dict[str, Any] = {
@@ -445,7 +446,8 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="dg-api-bench-") as tmp:
         work = Path(tmp)
-        results["results"].append(measure("sqlite", None, args, work))
+        if not args.no_sqlite:
+            results["results"].append(measure("sqlite", None, args, work))
         with postgres(args) as pg_url:
             if pg_url:
                 results["results"].append(measure("postgresql", pg_url, args, work))

@@ -20,7 +20,7 @@ from dutyguard.core.model import JSONPath, Severity
 from dutyguard.core.policy import PSSLevel
 from dutyguard.core.rule import RuleRegistry
 from dutyguard.errors import ConfigError, InputError
-from dutyguard.limits import DEFAULT_LIMITS, Limits
+from dutyguard.limits import Limits
 from dutyguard.policy._strict import Problem, Reader, suggest
 from dutyguard.policy.errors import PolicyBundleError
 from dutyguard.policy.model import (
@@ -66,7 +66,12 @@ _SELECTOR_OPS = ("In", "NotIn", "Exists", "DoesNotExist")
 SPEC_FIELDS = ("rules", "severity", "actions", "scope", "allowedRegistries", "podSecurity", "exceptions")
 
 
-def load_bundle(path: str | Path, registry: RuleRegistry, limits: Limits = DEFAULT_LIMITS) -> PolicyBundle:
+BUNDLE_LIMITS = Limits(max_documents=2, max_nodes=100_000, max_depth=32)  # 2: say "exactly one" below
+"""A bundle is one small document: far tighter node and depth bounds than a manifest stream, so an
+alias bomb is refused in milliseconds, well before the time budget."""
+
+
+def load_bundle(path: str | Path, registry: RuleRegistry, limits: Limits = BUNDLE_LIMITS) -> PolicyBundle:
     """Read and parse a bundle file (YAML or JSON), bounded in size, depth and nodes."""
     p = Path(path)
     try:
@@ -84,7 +89,7 @@ def load_bundle(path: str | Path, registry: RuleRegistry, limits: Limits = DEFAU
 
 
 def parse_bundle_text(
-    text: str, source: str, registry: RuleRegistry, limits: Limits = DEFAULT_LIMITS
+    text: str, source: str, registry: RuleRegistry, limits: Limits = BUNDLE_LIMITS
 ) -> PolicyBundle:
     from dutyguard.sources.yamldoc import load_documents
 

@@ -157,6 +157,18 @@ def main() -> int:
             env,
         )
     )
+    # Like for like with `checkov --framework kubernetes` and `trivy config`: the Kubernetes packs only.
+    k8s_only = ["--only", "pss-baseline", "--only", "pss-restricted", "--only", "k8s"]
+    results.append(
+        measure(
+            "manifests (k8s rules)",
+            "dutyguard",
+            [str(DUTYGUARD), "scan", *k8s_only, str(manifests), "-f", "json", "-o", os.devnull],
+            n_manifests,
+            args.runs,
+            env,
+        )
+    )
     if checkov:
         results.append(
             measure(

@@ -9,6 +9,7 @@ takes ``--format json``; refusals print the problem and exit 2 (see :mod:`dutygu
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,23 @@ def _read_text(path: Path, what: str) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise InputError(str(path), f"not valid UTF-8 (byte {e.start})") from None
+
+
+def _shown(fmt: str, item: dict[str, Any], show: Callable[[dict[str, Any]], None]) -> bool:
+    """Print ``item`` as JSON or through ``show``; True when shown as text (the caller may add a hint)."""
+    if fmt == "json":
+        _json(item)
+        return False
+    show(item)
+    return True
+
+
+def _act(
+    fmt: str, url: str | None, path: str, body: dict[str, Any], show: Callable[[dict[str, Any]], None]
+) -> dict[str, Any] | None:
+    """POST one action and print its result; the result when it was shown as text, else ``None``."""
+    item: dict[str, Any] = _run(fmt, url, lambda c: c.post(path, body))
+    return item if _shown(fmt, item, show) else None
 
 
 # -- policy ----------------------------------------------------------------------------------------------
@@ -58,6 +76,14 @@ def _print_proposal(p: dict[str, Any], *, diff: bool) -> None:
         typer.echo(p["diff"])
 
 
+def _print_detail(p: dict[str, Any]) -> None:
+    _print_proposal(p, diff=True)
+
+
+def _print_brief(p: dict[str, Any]) -> None:
+    _print_proposal(p, diff=False)
+
+
 def policy_propose(
     file: Path = typer.Argument(..., metavar="FILE", help="The bundle (YAML or JSON).", dir_okay=False),
     message: str = typer.Option(..., "--message", "-m", help="Why the policy changes (shown to approvers)."),
@@ -66,12 +92,9 @@ def policy_propose(
 ) -> None:
     """Propose a bundle (security): it is linted on the server and published once others approve it."""
     text = _read_text(file, "a policy bundle")
-    p = _run(fmt, url, lambda c: c.post("/policies/proposals", {"document": text, "message": message}))
-    if fmt == "json":
-        _json(p)
-        return
-    _print_proposal(p, diff=True)
-    typer.echo(f"next: another security member runs `dutyguard policy approve {p['id']}`")
+    p = _act(fmt, url, "/policies/proposals", {"document": text, "message": message}, _print_detail)
+    if p is not None:
+        typer.echo(f"next: another security member runs `dutyguard policy approve {p['id']}`")
 
 
 def policy_list(
@@ -97,11 +120,7 @@ def policy_show(
 ) -> None:
     """A proposal (with its diff), a published version, or the bundle in force."""
     if ref is not None and not ref.isdigit():
-        p = _run(fmt, url, lambda c: c.get(f"/policies/proposals/{ref}"))
-        if fmt == "json":
-            _json(p)
-        else:
-            _print_proposal(p, diff=True)
+        _shown(fmt, _run(fmt, url, lambda c: c.get(f"/policies/proposals/{ref}")), _print_detail)
         return
     path = f"/policies/{int(ref)}" if ref is not None else "/policies/current"
     v = _run(fmt, url, lambda c: c.get(path))
@@ -170,12 +189,8 @@ def policy_approve(
     body: dict[str, Any] = {"reason": reason}
     if digest:
         body["seen_digest"] = digest.removeprefix("sha256:")
-    p = _run(fmt, url, lambda c: c.post(f"/policies/proposals/{proposal_id}/approve", body))
-    if fmt == "json":
-        _json(p)
-        return
-    _print_proposal(p, diff=False)
-    if p["published_version"]:
+    p = _act(fmt, url, f"/policies/proposals/{proposal_id}/approve", body, _print_brief)
+    if p is not None and p["published_version"]:
         typer.echo(f"published as v{p['published_version']}: signed and served to every gate")
 
 
@@ -185,11 +200,7 @@ def policy_reject(
     url: str | None = _URL,
     fmt: str = _FMT,
 ) -> None:
-    p = _run(fmt, url, lambda c: c.post(f"/policies/proposals/{proposal_id}/reject", {"reason": reason}))
-    if fmt == "json":
-        _json(p)
-    else:
-        _print_proposal(p, diff=False)
+    _act(fmt, url, f"/policies/proposals/{proposal_id}/reject", {"reason": reason}, _print_brief)
 
 
 def policy_withdraw(
@@ -198,11 +209,7 @@ def policy_withdraw(
     url: str | None = _URL,
     fmt: str = _FMT,
 ) -> None:
-    p = _run(fmt, url, lambda c: c.post(f"/policies/proposals/{proposal_id}/withdraw", {"reason": reason}))
-    if fmt == "json":
-        _json(p)
-    else:
-        _print_proposal(p, diff=False)
+    _act(fmt, url, f"/policies/proposals/{proposal_id}/withdraw", {"reason": reason}, _print_brief)
 
 
 # -- exceptions ------------------------------------------------------------------------------------------
@@ -394,11 +401,9 @@ def exception_request(
     if not justification:
         raise typer.BadParameter("say why the finding must be accepted", param_hint="--justification")
     body.update(justification=justification, compensating_control=control, days=days)
-    e = _run(fmt, url, lambda c: c.post("/exceptions", body))
-    if fmt == "json":
-        _json(e)
+    e = _act(fmt, url, "/exceptions", body, _print_exception)
+    if e is None:
         return
-    _print_exception(e)
     typer.echo(
         f"next: {e['quorum']} security approver(s) outside your team run `dutyguard exception approve {e['id']}`"
     )
@@ -452,11 +457,7 @@ def exception_list(
 
 @exception_app.command("show")
 def exception_show(exception_id: str, url: str | None = _URL, fmt: str = _FMT) -> None:
-    e = _run(fmt, url, lambda c: c.get(f"/exceptions/{exception_id}"))
-    if fmt == "json":
-        _json(e)
-    else:
-        _print_exception(e)
+    _shown(fmt, _run(fmt, url, lambda c: c.get(f"/exceptions/{exception_id}")), _print_exception)
 
 
 @exception_app.command("approve")
@@ -473,11 +474,7 @@ def exception_approve(
     body: dict[str, Any] = {"reason": reason}
     if digest:
         body["seen_digest"] = digest
-    e = _run(fmt, url, lambda c: c.post(f"/exceptions/{exception_id}/approve", body))
-    if fmt == "json":
-        _json(e)
-    else:
-        _print_exception(e)
+    _act(fmt, url, f"/exceptions/{exception_id}/approve", body, _print_exception)
 
 
 @exception_app.command("reject")
@@ -487,11 +484,7 @@ def exception_reject(
     url: str | None = _URL,
     fmt: str = _FMT,
 ) -> None:
-    e = _run(fmt, url, lambda c: c.post(f"/exceptions/{exception_id}/reject", {"reason": reason}))
-    if fmt == "json":
-        _json(e)
-    else:
-        _print_exception(e)
+    _act(fmt, url, f"/exceptions/{exception_id}/reject", {"reason": reason}, _print_exception)
 
 
 @exception_app.command("revoke")
@@ -502,11 +495,7 @@ def exception_revoke(
     fmt: str = _FMT,
 ) -> None:
     """End an active exception now; the next snapshot leaves it out."""
-    e = _run(fmt, url, lambda c: c.post(f"/exceptions/{exception_id}/revoke", {"reason": reason}))
-    if fmt == "json":
-        _json(e)
-    else:
-        _print_exception(e)
+    _act(fmt, url, f"/exceptions/{exception_id}/revoke", {"reason": reason}, _print_exception)
 
 
 @exception_app.command("withdraw")
@@ -516,11 +505,7 @@ def exception_withdraw(
     url: str | None = _URL,
     fmt: str = _FMT,
 ) -> None:
-    e = _run(fmt, url, lambda c: c.post(f"/exceptions/{exception_id}/withdraw", {"reason": reason}))
-    if fmt == "json":
-        _json(e)
-    else:
-        _print_exception(e)
+    _act(fmt, url, f"/exceptions/{exception_id}/withdraw", {"reason": reason}, _print_exception)
 
 
 # -- state and keys --------------------------------------------------------------------------------------

@@ -47,8 +47,9 @@ from dutyguard.server.auditing import record
 from dutyguard.server.auth import Caller
 from dutyguard.server.authz import enforce, requires, requires_dynamic
 from dutyguard.server.exception_store import ExceptionRecord
-from dutyguard.server.problems import Problem, not_found
+from dutyguard.server.problems import Problem
 from dutyguard.server.routes._common import RuntimeDep, refusals
+from dutyguard.server.routes._review import filtered_page, loaded, record_vote, start_after
 from dutyguard.server.routes._state_common import anywhere, principal_now, tampered
 from dutyguard.server.runtime import Runtime
 from dutyguard.server.schemas import Page, VoteBody, WithdrawBody
@@ -263,28 +264,26 @@ def list_exceptions(
     limit: pagination.LimitParam = 50,
     cursor: pagination.CursorParam = None,
 ) -> Page[ExceptionOut]:
-    key = pagination.decode(cursor, 1)
-    after = str(key[0]) if key else None
+    after = start_after(cursor)
     now = rt.now()
-    items: list[ExceptionOut] = []
-    exhausted = False
     with rt.db.read() as conn:
-        while not exhausted and len(items) < limit:
+
+        def fetch(after: str | None) -> list[ExceptionRecord]:
             try:
-                rows = exception_store.list_page(
+                return exception_store.list_page(
                     conn, after, limit, status=status, app=app, rule_id=rule, now=now
                 )
             except GovernanceError as e:
                 raise tampered(e) from None
-            exhausted = len(rows) < limit
-            for rec in rows:
-                after = rec.id
-                out = exception_out(rec, rt)
-                if status is None or out.status == status:
-                    items.append(out)
-                    if len(items) == limit:
-                        break
-    next_cursor = pagination.encode([after]) if len(items) == limit and after else None
+
+        items, next_cursor = filtered_page(
+            after,
+            limit,
+            fetch,
+            lambda rec: rec.id,
+            lambda rec: exception_out(rec, rt),
+            lambda out: status is None or out.status == status,
+        )
     return Page[ExceptionOut](items=items, next_cursor=next_cursor)
 
 
@@ -294,24 +293,13 @@ def list_exceptions(
 )
 def show_exception(exception_id: str, rt: RuntimeDep) -> ExceptionOut:
     with rt.db.read() as conn:
-        try:
-            rec = exception_store.get(conn, exception_id)
-        except GovernanceError as e:
-            raise tampered(e) from None
-    if rec is None:
-        raise not_found(f"exception {exception_id!r}")
+        rec = loaded(lambda: exception_store.get(conn, exception_id), f"exception {exception_id!r}")
     return exception_out(rec, rt)
 
 
 def _load(conn: Connection, request: Request) -> ExceptionRecord:
     exception_id = str(request.path_params.get("exception_id", ""))
-    try:
-        rec = exception_store.get(conn, exception_id)
-    except GovernanceError as e:
-        raise tampered(e) from None
-    if rec is None:
-        raise not_found(f"exception {exception_id!r}")
-    return rec
+    return loaded(lambda: exception_store.get(conn, exception_id), f"exception {exception_id!r}")
 
 
 def _approver(rt: Runtime, conn: Connection, request: Request, caller: Caller) -> tuple[Duty, Scope]:
@@ -355,12 +343,9 @@ def _vote(rt: Runtime, caller: Caller, exception_id: str, body: VoteBody, approv
     now = rt.now().replace(microsecond=0)
     granted = False
     with refusals(rt, caller, f"exception.{verb}", obj), rt.db.write() as conn:
-        try:
-            rec = exception_store.get(conn, exception_id, for_update=True)
-        except GovernanceError as e:
-            raise tampered(e) from None
-        if rec is None:
-            raise not_found(f"exception {exception_id!r}")
+        rec = loaded(
+            lambda: exception_store.get(conn, exception_id, for_update=True), f"exception {exception_id!r}"
+        )
         _, bundle = _published_bundle(conn)
         actor = principal_now(conn, caller)
         scope = rec.approval.scope
@@ -383,23 +368,16 @@ def _vote(rt: Runtime, caller: Caller, exception_id: str, body: VoteBody, approv
         granted = decided.state is RequestState.APPROVED
         if granted:
             published.bump_generation(conn, now)
-        details: dict[str, JSONValue] = {
-            "rule": rec.rule_id,
-            "state": decided.state.value,
-            "approvals": len(decided.approvals),
-            "quorum": decided.quorum,
-            "subject_digest": decided.subject_digest,
-        }
-        if not approve:
-            details["reason"] = decided.closed_reason[:500]
-        record(
+        record_vote(
             rt,
             conn,
-            actor=caller.id,
-            principal=caller.principal,
-            action=f"exception.{verb}",
-            obj=obj,
-            details=details,
+            caller,
+            f"exception.{verb}",
+            obj,
+            decided,
+            approve,
+            {"rule": rec.rule_id},
+            {"subject_digest": decided.subject_digest},
         )
         if granted:
             assert rec.expires_at is not None
@@ -464,12 +442,9 @@ def withdraw_exception(
 ) -> ExceptionOut:
     obj = f"exception:{exception_id}"
     with refusals(rt, caller, "exception.withdraw", obj), rt.db.write() as conn:
-        try:
-            rec = exception_store.get(conn, exception_id, for_update=True)
-        except GovernanceError as e:
-            raise tampered(e) from None
-        if rec is None:
-            raise not_found(f"exception {exception_id!r}")
+        rec = loaded(
+            lambda: exception_store.get(conn, exception_id, for_update=True), f"exception {exception_id!r}"
+        )
         done = withdraw(rec.approval, caller.id, rt.now(), body.reason)
         rec = exception_store.update_approval(conn, rec, done)
         record(rt, conn, actor=caller.id, principal=caller.principal, action="exception.withdraw", obj=obj)
@@ -493,12 +468,9 @@ def change_scope(
     obj = f"exception:{exception_id}"
     details: dict[str, JSONValue] = {"scope": dict(new_scope.to_json()), "reason": body.reason[:500]}
     with refusals(rt, caller, "exception.scope", obj, details), rt.db.write() as conn:
-        try:
-            rec = exception_store.get(conn, exception_id, for_update=True)
-        except GovernanceError as e:
-            raise tampered(e) from None
-        if rec is None:
-            raise not_found(f"exception {exception_id!r}")
+        rec = loaded(
+            lambda: exception_store.get(conn, exception_id, for_update=True), f"exception {exception_id!r}"
+        )
         if rec.requester != caller.id:
             raise ApprovalRefused("not_maker", f"only {rec.requester} may change the scope of {exception_id}")
         a = rec.approval
@@ -542,12 +514,9 @@ def revoke(
     obj = f"exception:{exception_id}"
     now = rt.now()
     with refusals(rt, caller, "exception.revoke", obj), rt.db.write() as conn:
-        try:
-            rec = exception_store.get(conn, exception_id, for_update=True)
-        except GovernanceError as e:
-            raise tampered(e) from None
-        if rec is None:
-            raise not_found(f"exception {exception_id!r}")
+        rec = loaded(
+            lambda: exception_store.get(conn, exception_id, for_update=True), f"exception {exception_id!r}"
+        )
         status = rec.status(now)
         if status != "active":
             raise GovernanceError(

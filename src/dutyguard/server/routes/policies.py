@@ -23,7 +23,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
 
-from dutyguard.audit.canonical import JSONValue
 from dutyguard.errors import ApprovalRefused, GovernanceError, InputError
 from dutyguard.governance.approvals import (
     ApprovalKind,
@@ -44,6 +43,7 @@ from dutyguard.server.auth import Caller
 from dutyguard.server.authz import requires
 from dutyguard.server.problems import Problem, bad_request, not_found
 from dutyguard.server.routes._common import RuntimeDep, refusals
+from dutyguard.server.routes._review import filtered_page, loaded, record_vote, start_after
 from dutyguard.server.routes._state_common import anywhere, principal_now, tampered
 from dutyguard.server.runtime import Runtime
 from dutyguard.server.schemas import Page, VoteBody, WithdrawBody
@@ -231,29 +231,27 @@ def list_proposals(
     limit: pagination.LimitParam = 50,
     cursor: pagination.CursorParam = None,
 ) -> Page[ProposalOut]:
-    key = pagination.decode(cursor, 1)
-    after = str(key[0]) if key else None
-    items: list[ProposalOut] = []
-    exhausted = False
+    after = start_after(cursor)
     with rt.db.read() as conn:
         bases: dict[int, policy_store.Version | None] = {}
+
+        def out(p: policy_store.Proposal) -> ProposalOut:
+            if p.base_version not in bases:
+                bases[p.base_version] = policy_store.get_version(conn, p.base_version)
+            return proposal_out(rt, p, bases[p.base_version])
+
         # Expiry is computed, not stored: filter on the computed state until the page is full.
-        while not exhausted and len(items) < limit:
-            try:
-                rows = policy_store.list_proposals(conn, after, limit, None)
-                exhausted = len(rows) < limit
-                for p in rows:
-                    after = p.id
-                    if p.base_version not in bases:
-                        bases[p.base_version] = policy_store.get_version(conn, p.base_version)
-                    out = proposal_out(rt, p, bases[p.base_version])
-                    if state is None or out.state == state.value:
-                        items.append(out)
-                        if len(items) == limit:
-                            break
-            except GovernanceError as e:
-                raise tampered(e) from None
-    next_cursor = pagination.encode([after]) if len(items) == limit and after else None
+        try:
+            items, next_cursor = filtered_page(
+                after,
+                limit,
+                lambda after: policy_store.list_proposals(conn, after, limit, None),
+                lambda p: p.id,
+                out,
+                lambda item: state is None or item.state == state.value,
+            )
+        except GovernanceError as e:
+            raise tampered(e) from None
     return Page[ProposalOut](items=items, next_cursor=next_cursor)
 
 
@@ -277,12 +275,10 @@ def _vote(rt: Runtime, caller: Caller, proposal_id: str, body: VoteBody, approve
     now = rt.now()
     version: policy_store.Version | None = None
     with refusals(rt, caller, f"policy.{verb}", obj), rt.db.write() as conn:
-        try:
-            p = policy_store.get_proposal(conn, proposal_id, for_update=True)
-        except GovernanceError as e:
-            raise tampered(e) from None
-        if p is None:
-            raise not_found(f"policy proposal {proposal_id!r}")
+        p = loaded(
+            lambda: policy_store.get_proposal(conn, proposal_id, for_update=True),
+            f"policy proposal {proposal_id!r}",
+        )
         actor = principal_now(conn, caller)
         duties = effective_duties(
             actor, ORG, store.ownership_for(conn, [actor], [ORG]), roles=rt.roles, raci=rt.raci
@@ -316,23 +312,7 @@ def _vote(rt: Runtime, caller: Caller, proposal_id: str, body: VoteBody, approve
                 raise tampered(e) from None
             version = published.publish(rt, conn, bundle, p.id, caller.id, now)
         policy_store.update_proposal(conn, decided, version.version if version else None)
-        details: dict[str, JSONValue] = {
-            "digest": p.digest,
-            "state": decided.state.value,
-            "approvals": len(decided.approvals),
-            "quorum": decided.quorum,
-        }
-        if not approve:
-            details["reason"] = decided.closed_reason[:500]
-        record(
-            rt,
-            conn,
-            actor=caller.id,
-            principal=caller.principal,
-            action=f"policy.{verb}",
-            obj=obj,
-            details=details,
-        )
+        record_vote(rt, conn, caller, f"policy.{verb}", obj, decided, approve, {"digest": p.digest})
         if version is not None:
             record(
                 rt,
@@ -403,12 +383,10 @@ def withdraw_proposal(
     """The maker takes back a pending proposal."""
     obj = f"policy-proposal:{proposal_id}"
     with refusals(rt, caller, "policy.withdraw", obj), rt.db.write() as conn:
-        try:
-            p = policy_store.get_proposal(conn, proposal_id, for_update=True)
-        except GovernanceError as e:
-            raise tampered(e) from None
-        if p is None:
-            raise not_found(f"policy proposal {proposal_id!r}")
+        p = loaded(
+            lambda: policy_store.get_proposal(conn, proposal_id, for_update=True),
+            f"policy proposal {proposal_id!r}",
+        )
         done = withdraw(p.approval, caller.id, rt.now(), body.reason)
         policy_store.update_proposal(conn, done)
         record(rt, conn, actor=caller.id, principal=caller.principal, action="policy.withdraw", obj=obj)

@@ -161,7 +161,7 @@ def bench_verify(
                 if fresh:  # this runner never saw the snapshot: nothing cached
                     shutil.rmtree(cache, ignore_errors=True)
                 t = time.perf_counter()
-                open_state(state, [str(key)], seen, registry, now)
+                open_state(state, [str(key)], seen, registry, now, cache_snapshots=True)
                 walls.append(time.perf_counter() - t)
         out.append(
             {

@@ -114,3 +114,22 @@ def test_damaged_or_unsafe_entries_are_ignored(setup) -> None:  # type: ignore[n
     # another snapshot replaces the entry: the cache keeps one
     _load(cp, bundle, cp.snapshot(_grants(3)), cache)
     assert len(list(cache.directory.glob("*.cache"))) == 1
+
+
+def test_gate_does_not_cache_snapshots_unless_asked(tmp_path: Path) -> None:
+    """Strict by default: a runner's writable state directory must not be able to change the verdict."""
+    from dutyguard.rules import default_registry
+    from dutyguard.trust.gate import open_state
+    from tests.trust.simulator import NOW
+
+    cp = ControlPlane(issuer="cp.acme.example")
+    key = cp.key_file(tmp_path / "cp.pub")
+    state = cp.pull(tmp_path / "state", cp.publish(), cp.snapshot(_grants()))
+    registry = default_registry()
+    seen = tmp_path / "seen.json"
+    cache_dir = SnapshotCache.beside(seen).directory
+    open_state(state, [str(key)], seen, registry, NOW)
+    assert not cache_dir.exists()
+    open_state(state, [str(key)], seen, registry, NOW, cache_snapshots=True)
+    assert cache_dir.is_dir()
+    assert any(cache_dir.iterdir())

@@ -247,6 +247,12 @@ def scan(
         metavar="FILE",
         help="Use this gitleaks-format TOML file instead of the built-in secret rules.",
     ),
+    cache_snapshots: bool = typer.Option(
+        False,
+        "--cache-snapshots",
+        help="Reuse an exception snapshot this runner verified in full before (same bytes) instead of parsing it "
+        "again: faster for snapshots of thousands of exceptions, but trusts the runner's state directory.",
+    ),
     only: list[str] = typer.Option(
         [],
         "--only",
@@ -367,10 +373,10 @@ def scan(
 
             load_trust(trust)  # an unusable --trust fails before any download
             with pulled(server) as fetched:
-                gate = open_state(fetched, trust, seen, registry, utc_now())
+                gate = open_state(fetched, trust, seen, registry, utc_now(), cache_snapshots=cache_snapshots)
         else:
             assert state is not None
-            gate = open_state(state, trust, seen, registry, utc_now())
+            gate = open_state(state, trust, seen, registry, utc_now(), cache_snapshots=cache_snapshots)
         gate.check_scope(context)
         policy = gate.policy
     elif trust:

@@ -60,7 +60,13 @@ def open_state(
     state_file: Path,
     registry: RuleRegistry,
     now: datetime,
+    *,
+    cache_snapshots: bool = False,
 ) -> SignedGate:
+    """``cache_snapshots`` reuses a snapshot this runner verified in full before (same bytes): fast
+    for very large snapshots, but whoever can write the runner's state directory could then change the
+    local verdict (the control plane re-checks every waiver it attests, so attestations are safe).
+    Off by default: every run verifies and parses the snapshot strictly."""
     keyring = load_trust(trust)
     if not state_dir.is_dir():
         from dutyguard.trust.errors import MissingError
@@ -69,7 +75,8 @@ def open_state(
     store = StateFile(state_file)
     with store.locked():
         seen = store.read()
-        trusted = TrustedState(keyring, registry, now, seen, SnapshotCache.beside(state_file))
+        cache = SnapshotCache.beside(state_file) if cache_snapshots else None
+        trusted = TrustedState(keyring, registry, now, seen, cache)
         bundle, snapshot = trusted.load_dir(state_dir)
         after = trusted.seen_after()
         if after != seen:  # a re-run on the same state need not pay for an fsync

@@ -122,3 +122,16 @@ def test_helm_chart_is_rendered_not_parsed_as_yaml(tmp_path: Path, monkeypatch: 
     assert not any("invalid YAML" in m for m in messages), messages
     assert any("helm template" in m and "helm is not on PATH" in m for m in messages), messages
     assert report.exit_code == 2
+
+
+def test_kustomization_symlinked_out_of_the_tree_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "kustomization.yaml").write_text(KUSTOMIZATION)
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "kustomization.yaml").symlink_to(outside / "kustomization.yaml")
+    (tree / "pod.yaml").write_text(POD)
+    report = make_scanner().scan([str(tree)])
+    assert any("kustomization.yaml is a symlink leading outside" in e.message for e in report.errors)
+    assert report.exit_code == 2

@@ -103,12 +103,38 @@ def _render_kind(path: str) -> str | None:
     return None
 
 
+def _read_regular(path: str, limit: int) -> tuple[bytes, int]:
+    """Bounded read of a regular file (a FIFO or device yields nothing rather than blocking)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return b"", 0
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return _read_bounded(fh, limit)
+    finally:
+        os.close(fd)
+
+
+def _outside(path: str, real_root: str) -> bool:
+    target = os.path.realpath(path)
+    return os.path.commonpath([real_root, target]) != real_root
+
+
+def _escaping_render_file(path: str, real_root: str) -> str | None:
+    """A kustomization or Chart.yaml that is a symlink out of the scanned tree (never followed)."""
+    for n in (*KUSTOMIZATION_NAMES, "Chart.yaml"):
+        p = os.path.join(path, n)
+        if os.path.islink(p) and _outside(p, real_root):
+            return n
+    return None
+
+
 def _remote_reference(path: str, limits: Limits) -> str | None:
     for n in KUSTOMIZATION_NAMES:
         p = os.path.join(path, n)
         if os.path.isfile(p):
-            with open(p, "rb") as fh:
-                text = fh.read(limits.max_file_bytes).decode("utf-8", "replace")
+            data, _ = _read_regular(p, limits.max_file_bytes)
+            text = data.decode("utf-8", "replace")
             for token in ("://", "github.com/", "git@", "gitlab.com/"):
                 if token in text:
                     return token
@@ -126,11 +152,15 @@ def _walk(root: str, display_root: str, limits: Limits, counter: list[int]) -> I
         render = None if nested else _render_kind(dirpath)
         if render is not None:
             kustomize_roots.append(dirpath)
-            yield (
-                _kustomize(dirpath, shown_dir, limits)
-                if render == "kustomize"
-                else _helm(dirpath, shown_dir, limits)
-            )
+            escaping = _escaping_render_file(dirpath, real_root)
+            if escaping is not None:
+                yield InputError(
+                    shown_dir, f"{escaping} is a symlink leading outside the scanned tree; refused"
+                )
+            elif render == "kustomize":
+                yield _kustomize(dirpath, shown_dir, limits)
+            else:
+                yield _helm(dirpath, shown_dir, limits)
         in_kustomization = any(dirpath == k or dirpath.startswith(k + os.sep) for k in kustomize_roots)
         for fname in sorted(filenames):
             counter[0] += 1

@@ -20,7 +20,8 @@ Final interface (what the server uses)
     ``Role`` (security, devops, compliance, admin, ci, cluster), ``PrincipalKind`` (person, service),
     ``Duty`` (StrEnum; ``.description``, ``.read_only``), ``READ_ONLY_DUTIES``, ``MACHINE_DUTIES``,
     ``EMERGENCY_DUTIES`` (``enforcement.override``: held by no role, only via break-glass),
-    ``RoleTable`` (``duties_of(role)``, ``kind_of(role)``, ``roles_with(duty)``, ``breakglass``),
+    ``RoleTable`` (``duties_of(role)``, ``kind_of(role)``, ``roles_with(duty)``, ``breakglass``,
+    ``sensitive_duties``, ``is_sensitive(role)``, ``sensitive_roles``), ``SENSITIVE_FLOOR``,
     ``load_roles(path=None)``, ``shipped_roles()`` (cached), ``duties_of(role)``.
     There is no duty that writes or deletes audit entries.
 
@@ -58,17 +59,26 @@ Final interface (what the server uses)
     proposed, now, ownership) -> ApprovalRequest`` (kind ``sod.rules.change``).
 
 ``approvals``
-    ``ApprovalKind`` (policy.change, playbook.change, exception, sod.rules.change),
+    ``ApprovalKind`` (policy.change, playbook.change, exception, sod.rules.change, role.binding),
     ``ApprovalPolicy(kind, maker_duty, approver_duty, quorum_by_severity, ttl, exclude_maker_team)``,
     ``default_policy(kind)``; ``ApprovalRequest`` (id, kind, subject, subject_digest, scope, maker,
     maker_teams, severity, created_at, expires_at, quorum, approver_duty, exclude_maker_team,
-    approvals, rejection, state, closed_at, closed_reason) with ``to_json()`` / ``from_json()``
-    (strict; a stored document that breaks an invariant, e.g. the maker's own vote, is refused);
-    ``open_request(policy, *, request_id, maker, subject, subject_digest, severity, scope, now,
-    ownership)``; ``decide(request, actor_id, actor_duties, actor_teams, approve, now, reason="", *,
-    seen_digest=None)`` raising ``ApprovalRefused`` codes ``closed``, ``expired``, ``self_approval``,
+    approvals, rejection, state, closed_at, closed_reason, excluded) with ``to_json()`` /
+    ``from_json()`` (strict; a stored document that breaks an invariant, e.g. the maker's own vote
+    or an excluded person's, is refused); ``open_request(policy, *, request_id, maker, subject,
+    subject_digest, severity, scope, now, ownership, excluded=frozenset())``; ``decide(request,
+    actor_id, actor_duties, actor_teams, approve, now, reason="", *, seen_digest=None)`` raising
+    ``ApprovalRefused`` codes ``closed``, ``expired``, ``self_approval`` (maker or excluded),
     ``duplicate_approval``, ``missing_duty``, ``same_team``, ``stale_subject``, ``reason_required``;
     ``withdraw(request, actor_id, now, reason)``; ``expire(request, now)``.
+
+``grants``
+    Sensitive role bindings (kind ``role.binding``): ``needs_approval(role)``,
+    ``request_binding(request_id, maker, subject, binding, ownership, now, *, rules, mitigations)
+    -> (ApprovalRequest, payload, mitigated conflicts)`` (runs ``check_grant`` first; the subject is
+    excluded from deciding), ``binding_payload(binding)`` / ``parse_binding_payload(payload, id)``
+    (canonical JSON, strict), ``payload_digest``, ``eligible_approvers(request, people, ownership)``,
+    ``is_bootstrap_binding(binding, *, approver_exists, window_open)``, ``approver_duty()``.
 
 ``raci``
     ``Raci`` (``processes``, ``governing(duty)``, ``accountable_for(duty)``, ``permits(role, duty)``,
@@ -129,6 +139,7 @@ from dutyguard.governance.duties import (
     EMERGENCY_DUTIES,
     MACHINE_DUTIES,
     READ_ONLY_DUTIES,
+    SENSITIVE_FLOOR,
     Duty,
     PrincipalKind,
     Role,
@@ -161,6 +172,7 @@ __all__ = [
     "MACHINE_DUTIES",
     "ORG",
     "READ_ONLY_DUTIES",
+    "SENSITIVE_FLOOR",
     "ApprovalKind",
     "ApprovalPolicy",
     "ApprovalRefused",

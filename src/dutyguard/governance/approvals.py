@@ -9,6 +9,8 @@ Invariants, checked on every value (also one read back from storage, so a row ed
 database to add the maker's vote is refused on load):
 
 - the maker never votes (approving or rejecting: withdrawing is the maker's way out);
+- nor does anyone the request names as *excluded*: the person a change is about (the identity a
+  sensitive role is being bound to cannot approve their own access);
 - each checker votes once; approvals are counted per distinct checker;
 - one rejection ends the request (state ``rejected``);
 - ``approved`` iff the number of approvals reached the quorum before expiry;
@@ -54,6 +56,7 @@ class ApprovalKind(StrEnum):
     PLAYBOOK_CHANGE = "playbook.change"
     EXCEPTION = "exception"
     SOD_RULES_CHANGE = "sod.rules.change"
+    ROLE_BINDING = "role.binding"
 
 
 class RequestState(StrEnum):
@@ -127,6 +130,8 @@ class ApprovalPolicy:
 
 
 _WEEK = timedelta(days=7)
+_ACCESS_PENDING = timedelta(days=3)
+"""An access request that nobody looked at for three days is stale: ask again (GCP PAM: 24 h)."""
 
 
 def default_policy(kind: ApprovalKind) -> ApprovalPolicy:
@@ -156,6 +161,11 @@ def default_policy(kind: ApprovalKind) -> ApprovalPolicy:
             # a second security approver besides the proposer, whatever the change (CM-5(4))
             return ApprovalPolicy.uniform(
                 kind, Duty.SOD_RULES_PROPOSE, Duty.SOD_RULES_APPROVE, 1, _WEEK, False
+            )
+        case ApprovalKind.ROLE_BINDING:
+            # an administrator asks, one security approver (not the person bound) decides
+            return ApprovalPolicy.uniform(
+                kind, Duty.ROLE_ASSIGN, Duty.ROLE_APPROVE, 1, _ACCESS_PENDING, False
             )
         case _:  # pragma: no cover - exhaustive
             assert_never(kind)
@@ -205,6 +215,8 @@ class ApprovalRequest:
     state: RequestState = RequestState.PENDING
     closed_at: datetime | None = None
     closed_reason: str = field(default="")
+    excluded: frozenset[str] = frozenset()
+    """Who may not vote besides the maker: the people the change is about."""
 
     def __post_init__(self) -> None:
         bad = _invariant_violation(self)
@@ -220,7 +232,7 @@ class ApprovalRequest:
         return max(0, self.quorum - len(self.approvals))
 
     def to_json(self) -> dict[str, object]:
-        return {
+        doc: dict[str, object] = {
             "id": self.id,
             "kind": self.kind,
             "subject": self.subject,
@@ -240,6 +252,10 @@ class ApprovalRequest:
             "closed_at": self.closed_at.isoformat() if self.closed_at else None,
             "closed_reason": self.closed_reason,
         }
+        if self.excluded:
+            # only when set, so the stored documents of kinds without exclusions stay as they were
+            doc["excluded"] = sorted(self.excluded)
+        return doc
 
     @classmethod
     def from_json(cls, data: object) -> ApprovalRequest:
@@ -252,6 +268,11 @@ def _invariant_violation(r: ApprovalRequest) -> str | None:
     check_id(r.maker, "maker")
     for t in r.maker_teams:
         check_id(t, "team")
+    if not isinstance(r.excluded, frozenset) or r.maker in r.excluded:
+        # the maker is excluded by definition; naming them again would be a second spelling
+        return "excluded must be a set of ids other than the maker"
+    for x in r.excluded:
+        check_id(x, "excluded voter")
     check_time(r.created_at, "created_at")
     check_time(r.expires_at, "expires_at")
     if not isinstance(r.kind, str) or not _KIND.fullmatch(r.kind):
@@ -279,6 +300,8 @@ def _invariant_violation(r: ApprovalRequest) -> str | None:
         voters.append(r.rejection.actor)
     if r.maker in voters:
         return "the maker voted on their own request"
+    if r.excluded & set(voters):
+        return "a person the request is about voted on it"
     if len(set(voters)) != len(voters):
         return "a checker voted twice"
     if any(not v.approve for v in r.approvals):
@@ -317,8 +340,11 @@ def open_request(
     ownership: Ownership,
     roles: RoleTable | None = None,
     raci: Raci | None = None,
+    excluded: frozenset[str] = frozenset(),
 ) -> ApprovalRequest:
-    """Open a request; the maker must hold ``policy.maker_duty`` over ``scope``."""
+    """Open a request; the maker must hold ``policy.maker_duty`` over ``scope``.
+
+    ``excluded``: people who may not decide it besides the maker (whom the change is about)."""
     check_time(now, "now")
     decision = authorize(maker, policy.maker_duty, scope, ownership, roles=roles, raci=raci)
     if not decision.allowed:
@@ -337,6 +363,7 @@ def open_request(
         quorum=policy.quorum(severity),
         approver_duty=policy.approver_duty,
         exclude_maker_team=policy.exclude_maker_team,
+        excluded=frozenset(excluded),
     )
 
 
@@ -356,7 +383,8 @@ def decide(
     ``actor_duties`` are the actor's duties over ``request.scope``
     (:func:`dutyguard.governance.authz.effective_duties`). ``seen_digest``, when given, must equal
     the request's subject digest: the checker approves the content they saw, not a later one.
-    Codes: ``closed``, ``expired``, ``self_approval``, ``duplicate_approval``, ``missing_duty``,
+    Codes: ``closed``, ``expired``, ``self_approval`` (the maker, or someone the request
+    excludes), ``duplicate_approval``, ``missing_duty``,
     ``same_team``, ``stale_subject``, ``reason_required``.
     """
     check_time(now, "now")
@@ -369,6 +397,11 @@ def decide(
         raise ApprovalRefused("expired", f"request {request.id} does not exist yet at {now.isoformat()}")
     if actor_id == request.maker:
         raise ApprovalRefused("self_approval", f"{actor_id} made request {request.id} and cannot decide it")
+    if actor_id in request.excluded:
+        # approving a change about oneself is self-approval too (ISO A.5.3: request / approve access)
+        raise ApprovalRefused(
+            "self_approval", f"request {request.id} is about {actor_id}, who cannot decide it"
+        )
     if actor_id in request.approvers:
         raise ApprovalRefused("duplicate_approval", f"{actor_id} already approved request {request.id}")
     if request.approver_duty not in actor_duties:
@@ -447,6 +480,7 @@ _REQUEST_KEYS = frozenset(
         "closed_reason",
     }
 )
+_OPTIONAL_REQUEST_KEYS = frozenset({"excluded"})
 _VOTE_KEYS = frozenset({"actor", "approve", "at", "reason"})
 
 
@@ -454,10 +488,12 @@ def _bad(message: str) -> GovernanceError:
     return GovernanceError("invalid_request", f"stored approval request: {message}")
 
 
-def _obj(value: object, keys: frozenset[str], what: str) -> dict[str, object]:
+def _obj(
+    value: object, keys: frozenset[str], what: str, optional: frozenset[str] = frozenset()
+) -> dict[str, object]:
     if not isinstance(value, dict):
         raise _bad(f"{what} must be an object")
-    extra = set(value) - keys
+    extra = set(value) - keys - optional
     missing = keys - set(value)
     if extra:
         raise _bad(f"{what}: unknown keys {', '.join(sorted(map(str, extra)))}")
@@ -496,11 +532,16 @@ def _vote(value: object, what: str) -> Vote:
 
 
 def _request_from_json(data: object) -> ApprovalRequest:
-    d = _obj(data, _REQUEST_KEYS, "request")
+    d = _obj(data, _REQUEST_KEYS, "request", _OPTIONAL_REQUEST_KEYS)
     teams = d["maker_teams"]
     approvals = d["approvals"]
-    if not isinstance(teams, list) or not isinstance(approvals, list):
-        raise _bad("maker_teams and approvals must be lists")
+    excluded = d.get("excluded", [])
+    if not isinstance(teams, list) or not isinstance(approvals, list) or not isinstance(excluded, list):
+        raise _bad("maker_teams, approvals and excluded must be lists")
+    if "excluded" in d and not excluded:
+        raise _bad("excluded is written only when it names someone")
+    if len(set(map(str, excluded))) != len(excluded):
+        raise _bad("excluded names someone twice")
     quorum = d["quorum"]
     if isinstance(quorum, bool) or not isinstance(quorum, int):
         raise _bad("quorum must be an integer")
@@ -529,4 +570,5 @@ def _request_from_json(data: object) -> ApprovalRequest:
         state=state,
         closed_at=None if d["closed_at"] is None else _time(d["closed_at"], "closed_at"),
         closed_reason=_str(d["closed_reason"], "closed_reason"),
+        excluded=frozenset(_str(x, "excluded[]") for x in excluded),
     )

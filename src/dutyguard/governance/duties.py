@@ -12,7 +12,11 @@ Invariants checked when the table is loaded (a file that breaks one is refused, 
 - ``compliance`` holds read-only duties only;
 - machine roles (``ci``, ``cluster``) hold only evidence submission, state and decision duties;
 - emergency duties (break-glass) are held by no role: they exist only inside an open grant;
-- every duty is reachable: held by some role, or granted by break-glass.
+- every duty is reachable: held by some role, or granted by break-glass;
+- the *sensitive* duties (``sensitive_bindings`` in the file) include at least
+  :data:`SENSITIVE_FLOOR`. A role holding any sensitive duty is a *sensitive role*: binding it
+  takes a second person's approval (approval kind ``role.binding``,
+  :mod:`dutyguard.governance.grants`). The file may widen the list, never narrow it below the floor.
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ class Duty(StrEnum):
     TOKEN_MANAGE = "token.manage"  # noqa: S105 - a duty name, not a secret
     ROLE_READ = "role.read"
     ROLE_ASSIGN = "role.assign"
+    ROLE_APPROVE = "role.approve"
     # segregation of duties itself
     SOD_READ = "sod.read"
     SOD_MITIGATE = "sod.mitigate"
@@ -142,6 +147,7 @@ _DESCRIPTIONS: Mapping[Duty, str] = MappingProxyType(
         Duty.TOKEN_MANAGE: "create and revoke API tokens for other identities",
         Duty.ROLE_READ: "read role bindings",
         Duty.ROLE_ASSIGN: "bind and unbind roles (subject to the conflict rules)",
+        Duty.ROLE_APPROVE: "approve or reject someone else's binding of a sensitive role (not one's own)",
         Duty.SOD_READ: "read the conflict rules, conflicts, mitigations and the RACI matrix",
         Duty.SOD_MITIGATE: "record or revoke a mitigating control for a conflict",
         Duty.SOD_RULES_PROPOSE: "propose a change to the conflict rules",
@@ -185,6 +191,20 @@ EMERGENCY_DUTIES: frozenset[Duty] = frozenset({Duty.ENFORCEMENT_OVERRIDE})
 
 MACHINE_ROLES: frozenset[Role] = frozenset({Role.CI, Role.CLUSTER})
 
+SENSITIVE_FLOOR: frozenset[Duty] = frozenset(
+    {
+        Duty.EXCEPTION_APPROVE,  # waives findings
+        Duty.POLICY_PUBLISH,  # signs the state every gate trusts, and rotates its keys
+        Duty.INCIDENT_MANAGE,  # directs incident response
+        Duty.INCIDENT_CONTAIN,  # acts on running workloads
+        Duty.ROLE_APPROVE,  # the checker of sensitive bindings is itself a sensitive role
+    }
+)
+"""Duties whose holders are never bound by one person alone, whatever ``roles.yaml`` says.
+
+Without this floor a one-line edit of the data file (or a typo) could turn the
+admin -> security path back on; the file may add duties, never drop these."""
+
 MAX_BREAKGLASS_MINUTES = 24 * 60
 
 
@@ -211,9 +231,19 @@ class RoleTable:
     specs: Mapping[Role, RoleSpec]
     breakglass: BreakglassSettings
     source: str
+    sensitive_duties: frozenset[Duty]
+    """Binding a role that holds one of these needs an approver (``sensitive_bindings``)."""
 
     def duties_of(self, role: Role) -> frozenset[Duty]:
         return self.specs[role].duties
+
+    def is_sensitive(self, role: Role) -> bool:
+        """Does binding ``role`` need a second person's approval?"""
+        return bool(self.specs[role].duties & self.sensitive_duties)
+
+    @property
+    def sensitive_roles(self) -> frozenset[Role]:
+        return frozenset(r for r in self.specs if self.is_sensitive(r))
 
     def kind_of(self, role: Role) -> PrincipalKind:
         return self.specs[role].kind
@@ -228,7 +258,7 @@ def read_duties(doc: Doc, value: object, path: JSONPath) -> frozenset[Duty]:
 
 
 def parse_roles(doc: Doc) -> RoleTable:
-    top = doc.mapping(doc.value, (), required=("version", "roles", "breakglass"))
+    top = doc.mapping(doc.value, (), required=("version", "roles", "breakglass", "sensitive_bindings"))
     doc.integer(top["version"], ("version",), lo=1, hi=1)
     raw_roles = doc.mapping(top["roles"], ("roles",), required=[r.value for r in Role])
     specs: dict[Role, RoleSpec] = {}
@@ -258,11 +288,32 @@ def parse_roles(doc: Doc) -> RoleTable:
     unreachable = set(Duty) - held - bg_duties
     if unreachable:
         raise doc.error(("roles",), f"duties held by no role: {', '.join(sorted(unreachable))}")
+    sensitive = _sensitive(doc, top["sensitive_bindings"])
     return RoleTable(
         specs=MappingProxyType(specs),
         breakglass=BreakglassSettings(bg_duties, timedelta(minutes=minutes)),
         source=doc.source,
+        sensitive_duties=sensitive,
     )
+
+
+def _sensitive(doc: Doc, value: object) -> frozenset[Duty]:
+    path: JSONPath = ("sensitive_bindings",)
+    body = doc.mapping(value, path, required=("duties",))
+    duties = read_duties(doc, body["duties"], (*path, "duties"))
+    missing = SENSITIVE_FLOOR - duties
+    if missing:
+        raise doc.error(
+            (*path, "duties"),
+            f"must include {', '.join(sorted(missing))} (binding a holder of these always needs an approver)",
+        )
+    emergency = duties & EMERGENCY_DUTIES
+    if emergency:
+        # no role holds them, so listing them would read as a control that never applies
+        raise doc.error(
+            (*path, "duties"), f"emergency duties are held by no role: {', '.join(sorted(emergency))}"
+        )
+    return duties
 
 
 def _check_role(doc: Doc, role: Role, duties: frozenset[Duty], path: tuple[str, ...]) -> None:

@@ -1,8 +1,16 @@
-"""First start: the one-time bootstrap administrator token, and the demo organisation.
+"""First start: the one-time bootstrap administrator token, the first Security member, and the demo organisation.
 
 The bootstrap token is issued once per database, ever: the claim is a row in ``server_state``
 written in the same transaction as the token, so neither a restart nor two processes starting
-at once can print it twice. The demo organisation (``dutyguard up --demo``) seeds teams, people
+at once can print it twice.
+
+The first Security member: binding a sensitive role needs a security approver
+(``governance.grants``), and a new installation has none. So the first organisation-wide binding
+of a role holding ``role.approve`` made while nobody holds it takes effect at once (the bootstrap
+administrator's ``dutyguard role bind alice security``). That window is claimed once per
+database like the bootstrap token (:data:`FIRST_APPROVER_KEY`), in the binding's transaction;
+it is also closed at start-up as soon as anyone holds ``role.approve`` (databases from before
+this rule, the demo organisation). After it is closed, removing every approver never reopens it. The demo organisation (``dutyguard up --demo``) seeds teams, people
 in every role, services, apps and ownership, plus one pending rule change, so every flow can be
 tried at once; its tokens are printed and kept in a 0600 file in the data directory.
 """
@@ -12,11 +20,12 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy.engine import Connection
 
+from dutyguard.governance import grants
 from dutyguard.governance.authz import Binding
 from dutyguard.governance.duties import PrincipalKind, Role
 from dutyguard.governance.scope import ORG, Scope, ScopeKind
@@ -31,10 +40,55 @@ BOOTSTRAP_ADMIN = "admin"
 _BOOTSTRAP_KEY = "bootstrap"
 _DEMO_KEY = "demo"
 DEMO_ACTOR = "system:demo"
+FIRST_APPROVER_KEY = "first-approver"
+"""``server_state`` row whose presence means: the first-approver window is closed for good."""
+
+
+def approver_roles(rt: Runtime) -> list[Role]:
+    """The roles whose holders can approve a sensitive binding (``security``)."""
+    return sorted(rt.roles.roles_with(grants.approver_duty()))
+
+
+def first_approver_window_open(conn: Connection) -> bool:
+    return store.get_state(conn, FIRST_APPROVER_KEY) is None
+
+
+def close_first_approver_window(
+    conn: Connection, now: datetime, how: str, binding: str | None = None
+) -> bool:
+    """Claim the window in ``conn``'s transaction; ``False`` if it was already closed."""
+    value = json.dumps({"at": now.isoformat(), "how": how, "binding": binding})
+    return store.claim_state(conn, FIRST_APPROVER_KEY, value, now)
+
+
+def close_window_if_staffed(rt: Runtime) -> bool:
+    """Close the window if someone already holds an approver role; ``True`` when this call closed it."""
+    with rt.db.read() as conn:
+        # read first: every start comes here, and nearly always there is nothing to write
+        if not first_approver_window_open(conn) or not store.enabled_holders(conn, approver_roles(rt)):
+            return False
+    now = rt.now()
+    with rt.db.write() as conn:
+        if not close_first_approver_window(conn, now, "an approver existed at start-up"):
+            return False
+        record(
+            rt,
+            conn,
+            actor=SYSTEM,
+            principal=None,
+            roles=("system",),
+            action="role.first-approver.closed",
+            obj="org",
+            details={"reason": "someone already holds role.approve"},
+        )
+    return True
 
 
 def bootstrap(rt: Runtime, admin_id: str = BOOTSTRAP_ADMIN) -> str | None:
-    """Create the first administrator and its token; ``None`` if this database was bootstrapped before."""
+    """Create the first administrator and its token; ``None`` if this database was bootstrapped before.
+
+    Also closes the first-approver window of a database that already has an approver."""
+    close_window_if_staffed(rt)
     now = rt.now()
     with rt.db.write() as conn:
         if not store.claim_state(
@@ -204,6 +258,8 @@ def seed_demo(rt: Runtime) -> list[DemoLogin] | None:
                     store.insert_binding(conn, b, DEMO_ACTOR, now)
             _rec, text = issue(rt, conn, p.id, "demo", DEMO_ACTOR, now + timedelta(days=30))
             logins.append(DemoLogin(p, text))
+        # The demo seeds its security people itself: from here on, security is bound by approval.
+        close_first_approver_window(conn, now, "demo organisation seeded")
         _demo_proposal(rt, conn)
         record(
             rt,

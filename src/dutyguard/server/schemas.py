@@ -190,6 +190,19 @@ class BindingOut(Out):
     created_by: str
 
 
+class BindingPending(Out):
+    """``POST /role-bindings`` of a sensitive role (202): nothing is bound until it is approved."""
+
+    state: Literal["pending"]
+    approval_id: str = Field(description="Approve with POST /approvals/{approval_id}/approve.")
+    identity: str
+    role: str
+    scope: str
+    approver_duty: str
+    eligible_approvers: int = Field(description="How many people could approve it now.")
+    expires_at: datetime
+
+
 class WhoAmI(Out):
     id: str
     kind: str
@@ -284,6 +297,11 @@ class ApprovalOut(Out):
     closed_at: datetime | None
     closed_reason: str
     applied_at: datetime | None
+    details: dict[str, Any] | None = Field(
+        default=None,
+        description="What the checker should know, by kind (shown by GET /approvals/{id} only); "
+        "for role.binding: the binding, the person and their enrollment and token state.",
+    )
 
 
 class GrantOut(Out):

@@ -842,3 +842,79 @@ def claim_state(conn: Connection, key: str, value: str, now: datetime) -> bool:
     except sa.exc.IntegrityError:
         return False
     return True
+
+
+# -- sensitive role bindings -------------------------------------------------------------------------
+
+
+def enabled_holders(conn: Connection, roles: Iterable[Role]) -> list[Principal]:
+    """Enabled identities with a binding of one of ``roles`` (any scope), with all their bindings and teams."""
+    names = sorted(r.value for r in roles)
+    if not names:
+        return []
+    q = (
+        sa.select(t.identities)
+        .where(
+            t.identities.c.disabled_at.is_(None),
+            t.identities.c.id.in_(
+                sa.select(t.role_bindings.c.identity_id).where(t.role_bindings.c.role.in_(names))
+            ),
+        )
+        .order_by(t.identities.c.id)
+    )
+    return [load_principal(conn, _identity(r)) for r in conn.execute(q).all()]
+
+
+def pending_request_with_payload(conn: Connection, kind: str, payload: str, now: datetime) -> str | None:
+    """The id of a request of ``kind`` about exactly ``payload`` that is still pending at ``now``."""
+    row = conn.execute(
+        sa.select(t.approval_requests.c.id)
+        .where(
+            t.approval_requests.c.kind == kind,
+            t.approval_requests.c.state == "pending",
+            t.approval_requests.c.expires_at > now,
+            t.approval_requests.c.payload == payload,
+        )
+        .order_by(t.approval_requests.c.id)
+        .limit(1)
+    ).first()
+    return None if row is None else str(row[0])
+
+
+EXCHANGE_SEARCH_WINDOW = 200_000
+"""How many of the newest audit entries are searched for where an enrollment token was redeemed
+(the trail has no index on objects; this bounds the cost of showing an approval)."""
+
+
+def enrollment_exchanges(
+    conn: Connection, identity_id: str, window: int = EXCHANGE_SEARCH_WINDOW
+) -> dict[str, str]:
+    """Enrollment token id → the address it was exchanged from, read from the audit trail's
+    ``token.create`` entries of ``identity_id`` among the newest ``window`` entries."""
+    from dutyguard.audit.tables import audit_entries as a
+
+    head = conn.execute(sa.select(sa.func.max(a.c.seq))).scalar()
+    if head is None:
+        return {}
+    rows = conn.execute(
+        sa.select(a.c.details)
+        .where(
+            a.c.seq > int(head) - window,
+            a.c.action == "token.create",
+            a.c.object == f"identity:{identity_id}",
+            a.c.outcome == "success",
+        )
+        .order_by(a.c.seq.desc())
+        .limit(100)
+    ).scalars()
+    out: dict[str, str] = {}
+    for text in rows:
+        try:
+            details = json.loads(text)
+        except ValueError:
+            continue  # a damaged entry is the verifier's business; here it just tells us nothing
+        token_id = details.get("exchanged_enrollment_token") if isinstance(details, dict) else None
+        address = details.get("address") if isinstance(details, dict) else None
+        if isinstance(token_id, str) and isinstance(address, str):
+            out.setdefault(token_id, address)
+    return out

@@ -5,6 +5,10 @@ voting needs the request's approver duty over its scope, withdrawing the kind's 
 governance core then refuses self-approval, a second vote by the same checker, a vote from the
 maker's team where the kind excludes it, and votes on closed or expired requests; each refusal
 is an audit entry. The vote that reaches the quorum applies the change in the same transaction.
+
+``GET /approvals/{id}`` adds what the kind says a checker should know (``details``): for a
+``role.binding`` request, the person being bound and whether their enrollment token was already
+redeemed, when and from where.
 """
 
 from __future__ import annotations
@@ -28,13 +32,16 @@ from dutyguard.server.authz import authenticated, requires_dynamic
 from dutyguard.server.authz import decide as authz_decide
 from dutyguard.server.problems import Problem, not_found
 from dutyguard.server.routes._common import RuntimeDep, refusals
+from dutyguard.server.routes._state_common import tampered
 from dutyguard.server.runtime import Runtime
 from dutyguard.server.schemas import ApprovalOut, Page, VoteBody, WithdrawBody
 
 router = APIRouter(tags=["approvals"])
 
 
-def approval_out(stored: store.StoredRequest, rt: Runtime) -> ApprovalOut:
+def approval_out(
+    stored: store.StoredRequest, rt: Runtime, details: dict[str, JSONValue] | None = None
+) -> ApprovalOut:
     r = expire(stored.request, rt.now())
     return ApprovalOut(
         id=r.id,
@@ -54,6 +61,7 @@ def approval_out(stored: store.StoredRequest, rt: Runtime) -> ApprovalOut:
         closed_at=r.closed_at,
         closed_reason=r.closed_reason,
         applied_at=stored.applied_at,
+        details=details,
     )
 
 
@@ -145,9 +153,14 @@ def list_approvals(
 def show_approval(approval_id: str, caller: Annotated[Caller, Depends(_READ)], rt: RuntimeDep) -> ApprovalOut:
     with rt.db.read() as conn:
         stored = store.get_request(conn, approval_id)
-    if stored is None:
-        raise not_found(f"approval request {approval_id!r}")
-    return approval_out(stored, rt)
+        if stored is None:
+            raise not_found(f"approval request {approval_id!r}")
+        handler = rt.approval_kinds.get(stored.request.kind)
+        try:
+            details = handler.describe(rt, conn, stored) if handler and handler.describe else None
+        except GovernanceError as e:
+            raise tampered(e) from None
+    return approval_out(stored, rt, details)
 
 
 def _vote(rt: Runtime, caller: Caller, approval_id: str, body: VoteBody, approve: bool) -> ApprovalOut:

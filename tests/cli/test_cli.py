@@ -141,6 +141,8 @@ def test_unreadable_input_exits_2_and_still_reports(capsys, privileged: Path, tm
         (["scan"], "Missing argument"),
         (["scan", "-", "-"], "stdin"),
         (["scan", "--max-file-size", "0", "x.yaml"], "--max-file-size"),
+        (["scan", "--jobs", "9", "x.yaml"], "--jobs"),
+        (["scan", "--jobs", "-1", "x.yaml"], "--jobs"),
         (["scan", "--pss-level", "privileged", "x.yaml"], "--pss-level"),
         (["frobnicate"], "No such command"),
         (["rules", "list", "--format", "yaml"], "--format"),
@@ -159,6 +161,28 @@ def test_invalid_fail_on_in_the_environment_is_a_usage_error(capsys, monkeypatch
     code, _, err = run(capsys, "scan", "x.yaml")
     assert code == 2
     assert "DUTYGUARD_FAIL_ON" in err
+
+
+def test_jobs_from_the_environment_reach_the_scanner(
+    capsys, monkeypatch: pytest.MonkeyPatch, privileged: Path
+) -> None:
+    from dutyguard import engine
+
+    seen: list[int] = []
+    real = engine.Scanner.scan
+
+    def spy(self, paths, stdin=None, progress=None, jobs=1):  # type: ignore[no-untyped-def]
+        seen.append(jobs)
+        return real(self, paths, stdin, progress, jobs)
+
+    monkeypatch.setattr(engine.Scanner, "scan", spy)
+    monkeypatch.setenv("DUTYGUARD_JOBS", "3")
+    assert run(capsys, "scan", str(privileged))[0] == 1
+    monkeypatch.delenv("DUTYGUARD_JOBS")
+    assert run(capsys, "scan", str(privileged))[0] == 1
+    from dutyguard.parallel import default_jobs
+
+    assert seen == [3, default_jobs()]
 
 
 # --- output ----------------------------------------------------------------------------------

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jsonschema
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from dutyguard.core.model import ScanReport, Severity
+from dutyguard.core.model import Finding, Location, ScanReport, Severity, Waiver
 from dutyguard.core.policy import Policy
-from dutyguard.formats.json import SCHEMA, JsonFormatter, load_schema
+from dutyguard.formats._text import harden_json
+from dutyguard.formats.json import SCHEMA, JsonFormatter, _FindingEncoder, finding_to_dict, load_schema
 from tests.formats._reports import (
     CHECKOV_PRIVILEGED,
     HOSTILE,
@@ -170,3 +174,39 @@ def test_undecodable_file_name_does_not_break_utf8_output(tmp_path: Path, valida
     doc = json.loads(text.encode("utf-8").decode("utf-8"))
     validator.validate(doc)
     assert any(f["location"]["file"].endswith("bad\\xff.yaml") for f in doc["findings"])
+
+
+_TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=40)
+
+
+@given(
+    rule_id=_TEXT,
+    title=_TEXT,
+    message=_TEXT,
+    remediation=_TEXT,
+    controls=st.tuples(_TEXT, _TEXT),
+    tags=st.lists(_TEXT, max_size=3).map(tuple),
+    file=_TEXT,
+    line=st.none() | st.integers(0, 10**9),
+    optional=st.lists(st.none() | _TEXT, min_size=5, max_size=5),
+    severity=st.sampled_from(list(Severity)),
+    blocking=st.booleans(),
+    waived=st.booleans(),
+)
+@settings(max_examples=300, deadline=None)
+def test_row_encoder_equals_json_dumps_of_the_dict(  # type: ignore[no-untyped-def]
+    rule_id, title, message, remediation, controls, tags, file, line, optional, severity, blocking, waived
+) -> None:
+    """The per-rule cached encoder must produce exactly what json.dumps would (surrogates,
+    controls, quotes, bidi included: hardening runs on the whole text afterwards)."""
+    kind, namespace, name, container, field = optional
+    waiver = Waiver("EXC-1", datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)) if waived else None
+    f = Finding(
+        rule_id, title, severity, message, remediation, controls,
+        Location(file, line, kind, namespace, name, container, field), "f" * 32, tags, waiver,
+    )  # fmt: skip
+    report = ScanReport(findings=(f,), block_overrides={rule_id: blocking})
+    expected = harden_json(json.dumps(finding_to_dict(f, report), ensure_ascii=False))
+    encoder = _FindingEncoder()
+    assert encoder.encode(f, report.is_blocking(f)) == expected
+    assert encoder.encode(f, report.is_blocking(f)) == expected  # second time from the per-rule cache

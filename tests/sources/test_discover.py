@@ -11,7 +11,7 @@ import pytest
 
 from dutyguard.errors import InputError
 from dutyguard.limits import DEFAULT_LIMITS, Limits
-from dutyguard.sources.discover import Skipped, discover
+from dutyguard.sources.discover import Pending, Skipped, discover, plan
 from dutyguard.sources.interface import InputFile
 from tests.conftest import make_scanner
 
@@ -135,3 +135,41 @@ def test_kustomization_symlinked_out_of_the_tree_is_refused(tmp_path: Path) -> N
     report = make_scanner().scan([str(tree)])
     assert any("kustomization.yaml is a symlink leading outside" in e.message for e in report.errors)
     assert report.exit_code == 2
+
+
+def test_file_swapped_for_an_outside_symlink_after_the_walk_is_refused(tmp_path: Path) -> None:
+    """A lazy walk reads later (in a worker): the read itself must refuse what the walk would have."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "pod.yaml").write_text(POD)
+    outside = tmp_path / "outside-secret.yaml"
+    outside.write_text("password: hunter2hunter2\n")
+    (pending,) = list(plan([str(tree)], DEFAULT_LIMITS))
+    assert isinstance(pending, Pending)
+    (tree / "pod.yaml").unlink()
+    (tree / "pod.yaml").symlink_to(outside)
+    got = pending.read(DEFAULT_LIMITS)
+    assert isinstance(got, InputError)
+    assert str(tree / "pod.yaml") in str(got)
+
+
+def test_file_swapped_for_a_fifo_after_the_walk_does_not_hang(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    (pending,) = list(plan([str(tmp_path)], DEFAULT_LIMITS))
+    assert isinstance(pending, Pending)
+    (tmp_path / "Dockerfile").unlink()
+    os.mkfifo(tmp_path / "Dockerfile")
+    got = pending.read(DEFAULT_LIMITS)
+    assert isinstance(got, InputError)
+    assert "not a regular file" in str(got)
+
+
+def test_lazy_plan_reads_nothing_and_lists_what_discover_reads(tmp_path: Path) -> None:
+    for i in range(5):
+        (tmp_path / f"p{i}.yaml").write_text(POD)
+    lazy = list(plan([str(tmp_path)], DEFAULT_LIMITS))
+    assert all(isinstance(p, Pending) for p in lazy)
+    assert [p.name for p in lazy if isinstance(p, Pending)] == _names(
+        list(discover([str(tmp_path)], DEFAULT_LIMITS))
+    )
+    assert [p.size for p in lazy if isinstance(p, Pending)] == [len(POD)] * 5

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from dutyguard import parallel
 from dutyguard.core.model import ScanReport, Severity
 from dutyguard.core.policy import Policy, PSSLevel
 from dutyguard.errors import ConfigError
@@ -261,6 +262,16 @@ def scan(
         "secrets. Sources no selected rule reads are skipped (--only secrets never parses YAML). "
         "Not with --state: the signed bundle decides.",
     ),
+    jobs: int = typer.Option(
+        0,
+        "--jobs",
+        "-j",
+        envvar="DUTYGUARD_JOBS",
+        metavar="N",
+        min=0,
+        max=parallel.MAX_JOBS,
+        help="Worker processes for a large scan (0: one per CPU). Small scans always run in one process.",
+    ),
     max_file_size: int = typer.Option(
         DEFAULT_LIMITS.max_file_bytes,
         "--max-file-size",
@@ -395,7 +406,7 @@ def scan(
 
     try:
         with _ProgressDisplay() as progress:
-            report = scanner.scan(paths, progress=progress)
+            report = scanner.scan(paths, progress=progress, jobs=jobs or parallel.default_jobs())
     except KeyboardInterrupt:
         print("dutyguard: interrupted; no decision was made", file=sys.stderr)
         raise typer.Exit(130) from None
@@ -421,6 +432,9 @@ def scan(
         assert subject is not None
         assert gate is not None
         _attest(server, report, gate, context, subject, attest_output)
+    from dutyguard.cli import exit_without_teardown
+
+    exit_without_teardown()
     raise typer.Exit(report.exit_code)
 
 

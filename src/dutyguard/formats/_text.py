@@ -95,6 +95,8 @@ def harden_json(dumped: str) -> str:
     inside a string and escaping it there keeps the parsed value identical. Surrogates are
     replaced by their visible escape (a strict parser would reject an unpaired ``\\udcxx``).
     """
+    if dumped.isascii() and "\x7f" not in dumped:
+        return dumped  # nothing to escape: skip two regex passes over a multi-megabyte report
     dumped = _SURROGATE.sub(lambda m: escape_char(m.group()).replace("\\", "\\\\"), dumped)
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", dumped)
 

@@ -35,7 +35,26 @@ class Skipped:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A regular file found by a lazy walk, read later (by whichever worker scans it).
+
+    The read re-checks everything the walk saw (no symlink on the last component, a regular
+    file, bounded size), so a file swapped in between is refused, not followed.
+    """
+
+    path: str
+    name: str
+    origin: str
+    size: int
+    """Size at walk time: only used to share work out evenly."""
+
+    def read(self, limits: Limits) -> InputFile | InputError:
+        return _read_file(self.path, self.name, limits, self.origin)
+
+
 Discovered = InputFile | InputError | Skipped
+Planned = InputFile | InputError | Skipped | Pending
 
 
 def _read_bounded(fh: BinaryIO, limit: int) -> tuple[bytes, int]:
@@ -141,7 +160,15 @@ def _remote_reference(path: str, limits: Limits) -> str | None:
     return None
 
 
-def _walk(root: str, display_root: str, limits: Limits, counter: list[int]) -> Iterator[Discovered]:
+def _pending(path: str, display: str, origin: str) -> Pending:
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        size = 0  # the read reports why
+    return Pending(path, display, origin, size)
+
+
+def _walk(root: str, display_root: str, limits: Limits, counter: list[int], lazy: bool) -> Iterator[Planned]:
     real_root = os.path.realpath(root)
     kustomize_roots: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
@@ -178,10 +205,24 @@ def _walk(root: str, display_root: str, limits: Limits, counter: list[int]) -> I
                     yield Skipped(shown, "symlink to something that is not a file")
                     continue
                 full = target
-            yield _read_file(full, shown, limits, "kustomize-member" if in_kustomization else "file")
+            origin = "kustomize-member" if in_kustomization else "file"
+            yield _pending(full, shown, origin) if lazy else _read_file(full, shown, limits, origin)
 
 
 def discover(paths: Sequence[str], limits: Limits, stdin: BinaryIO | None = None) -> Iterator[Discovered]:
+    """Every input, read (bounded), in a stable order."""
+    for item in plan(paths, limits, stdin, lazy=False):
+        assert not isinstance(item, Pending)
+        yield item
+
+
+def plan(
+    paths: Sequence[str], limits: Limits, stdin: BinaryIO | None = None, lazy: bool = True
+) -> Iterator[Planned]:
+    """Like :func:`discover`, but regular files are only found (``Pending``), not read yet.
+
+    Stdin and rendered kustomizations / charts are read here: they exist only once.
+    """
     counter = [0]
     for p in paths:
         if p == "-":
@@ -189,8 +230,8 @@ def discover(paths: Sequence[str], limits: Limits, stdin: BinaryIO | None = None
             data, size = _read_bounded(stream, read_limit(limits))
             yield InputFile(name="-", data=data, size=size, origin="stdin")
         elif os.path.isdir(p):
-            yield from _walk(p, p, limits, counter)
+            yield from _walk(p, p, limits, counter, lazy)
         elif os.path.lexists(p):
-            yield _read_file(p, p, limits, "file")
+            yield _pending(p, p, "file") if lazy else _read_file(p, p, limits, "file")
         else:
             yield InputError(p, "no such file or directory")

@@ -358,9 +358,23 @@ def role_bind(
     url: str | None = _URL,
     fmt: str = _FMT,
 ) -> None:
-    """Bind ROLE to IDENTITY; refused (exit 2) when it would create a segregation-of-duties conflict."""
+    """Bind ROLE to IDENTITY; refused (exit 2) when it would create a segregation-of-duties conflict.
+
+    A sensitive role (security) is not bound at once: the server opens an approval request, and a
+    security approver other than you and IDENTITY binds it with `dutyguard approval approve ID`.
+    """
     body = {"identity": identity, "role": role, "scope": "org:*" if scope == "org" else scope}
-    _emit(fmt, _run(fmt, url, lambda c: c.post("/role-bindings", body)))
+    made = _run(fmt, url, lambda c: c.post("/role-bindings", body))
+    if fmt == "table" and made.get("state") == "pending":
+        approval = made["approval_id"]
+        typer.echo(f"pending approval {approval}: {made['role']}@{made['scope']} for {made['identity']}")
+        typer.echo(
+            f"  not bound yet; a holder of {made['approver_duty']} (other than you and {made['identity']}) "
+            f"must run: dutyguard approval approve {approval}"
+        )
+        typer.echo(f"  {made['eligible_approvers']} eligible approver(s); expires {made['expires_at']}")
+        return
+    _emit(fmt, made)
 
 
 @role_app.command("unbind")
@@ -489,7 +503,29 @@ def approval_list(
 
 @approval_app.command("show")
 def approval_show(approval_id: str, url: str | None = _URL, fmt: str = _FMT) -> None:
-    _emit(fmt, _run(fmt, url, lambda c: c.get(f"/approvals/{approval_id}")))
+    """One request, with what its kind says a checker should know (for a role binding: the
+    person, and whether, when and from where their enrollment token was redeemed)."""
+    data = _run(fmt, url, lambda c: c.get(f"/approvals/{approval_id}"))
+    if fmt == "json":
+        _json(data)
+        return
+    details = data.get("details")
+    _show({k: v for k, v in data.items() if k != "details"})
+    if isinstance(details, Mapping):
+        _show_tree(details, "")
+
+
+def _show_tree(data: Mapping[str, Any], indent: str) -> None:
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            typer.echo(f"{indent}{key}:")
+            _show_tree(value, indent + "  ")
+        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            typer.echo(f"{indent}{key}:")
+            for item in value:
+                typer.echo(f"{indent}  - " + ", ".join(f"{k}={_cell(v)}" for k, v in item.items()))
+        else:
+            typer.echo(f"{indent}{key}: {_cell(value)}")
 
 
 @approval_app.command("approve")

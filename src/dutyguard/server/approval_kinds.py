@@ -164,9 +164,6 @@ def _enrollment(conn: Connection, identity_id: str, now: datetime) -> tuple[list
     """The identity's enrollment tokens (unused / redeemed, when and from where / revoked /
     expired) and its usable api tokens: a binding approved today acts through these."""
     records = store.list_tokens(conn, identity_id, None, 200)
-    # An exchange revokes the enrollment token and creates the person's own token in the same
-    # instant, by the person: that pair, not a revocation alone, is a redemption.
-    own_at = {r.created_at for r in records if r.purpose == "api" and r.created_by == identity_id}
     addresses: dict[str, str] | None = None
     enrollment: list[JSONValue] = []
     for r in records:
@@ -178,7 +175,10 @@ def _enrollment(conn: Connection, identity_id: str, now: datetime) -> tuple[list
             "issued_at": r.created_at.isoformat(),
             "expires_at": r.expires_at.isoformat(),
         }
-        if r.revoked_at is not None and r.revoked_by == identity_id and r.revoked_at in own_at:
+        if r.revoked_at is not None and r.revoked_by == identity_id:
+            # Revoked "by the person": the exchange does that (the trail has the address). The
+            # person could also have revoked it from a token they already had; showing that as
+            # redeemed errs towards caution, and redeemed_from then stays null.
             if addresses is None:
                 addresses = store.enrollment_exchanges(conn, identity_id)
             entry["state"] = "redeemed"

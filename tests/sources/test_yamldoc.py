@@ -88,6 +88,25 @@ def test_explicit_key_line_wins_over_merged_one() -> None:
     assert doc.lines[("obj", "x")] == 1
 
 
+def test_explicit_key_before_the_merge_key_still_wins_value_and_line() -> None:
+    (doc,) = load_documents("base: &b {x: 1, y: 2}\nobj:\n  y: 3\n  <<: *b\n", "m", LIMITS)
+    assert doc.value["obj"] == {"x": 1, "y": 3}  # type: ignore[index]
+    assert doc.lines[("obj", "y")] == 3
+    assert doc.lines[("obj", "x")] == 1
+
+
+@pytest.mark.parametrize("merge", ["<<", "!!merge <<", "!!merge '<<'"])
+def test_explicitly_tagged_merge_key_is_a_merge_too(merge: str) -> None:
+    """A ``!!merge`` tag skips the resolver, so the loader cannot see it coming: the document is
+    converted again the slow way, with the same result as a plain ``<<``."""
+    text = f"first: {{a: 1}}\nbase: &b {{x: 1, y: 2}}\nobj:\n  y: 3\n  {merge}: *b\n"
+    (doc,) = load_documents(text, "m", LIMITS)
+    assert doc.value == {"first": {"a": 1}, "base": {"x": 1, "y": 2}, "obj": {"x": 1, "y": 3}}
+    assert doc.lines[("obj", "y")] == 4
+    assert doc.lines[("obj", "x")] == 2
+    assert doc.lines[("first", "a")] == 1
+
+
 def test_earlier_merge_source_wins() -> None:
     (doc,) = load_documents("a: &a {k: 1}\nb: &b {k: 2, j: 3}\nc:\n  <<: [*a, *b]\n", "m", LIMITS)
     assert doc.value["c"] == {"k": 1, "j": 3}  # type: ignore[index]

@@ -6,13 +6,13 @@ pure apart from reading its arguments, so concurrent calls are safe.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
 from dutyguard.core.model import Finding, ScanError, Severity, fingerprint
 from dutyguard.core.policy import Policy, PSSLevel
 from dutyguard.core.resource import Resource
-from dutyguard.core.rule import AnyRule, RuleRegistry
+from dutyguard.core.rule import AnyRule, RuleRegistry, Screen
 from dutyguard.errors import RuleError
 
 
@@ -66,7 +66,15 @@ class Evaluator:
         for res in resources:
             policy = self._policy_for(res.namespace)
             identity = res.identity()
+            screened: dict[Screen, Container[AnyRule]] = {}
             for rule, severity in self._rules_for(type(res), policy):
+                screen = rule.screen
+                if screen is not None:
+                    may_find = screened.get(screen)
+                    if may_find is None:
+                        may_find = screened[screen] = screen(res)
+                    if rule not in may_find:
+                        continue
                 meta = rule.meta
                 try:
                     violations = list(rule.check(res, policy))

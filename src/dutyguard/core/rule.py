@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -70,6 +70,10 @@ class Rule(ABC, Generic[R]):
     # Plain attributes, not ClassVars: data-driven rules (secret patterns) set them per instance.
     meta: RuleMeta
     target: type[Resource]
+    screen: Screen | None = None
+    """Optional shortcut shared by a family of rules: asked once per resource which members can
+    find anything there at all (e.g. which secret rules' keywords occur in a file); the others
+    are not called. It must never leave out a rule that would have found something."""
 
     @abstractmethod
     def check(self, resource: R, policy: Policy) -> Iterator[Violation]:
@@ -78,6 +82,8 @@ class Rule(ABC, Generic[R]):
 
 AnyRule = Rule[Any]
 """A rule of any resource type (``Rule`` is invariant in its resource type)."""
+
+Screen = Callable[[Any], Container[AnyRule]]
 
 
 class RuleRegistry:

@@ -302,6 +302,7 @@ class SecretRule(Rule[TextFile]):
         self.pattern = pattern
         self.ruleset = ruleset
         self.superseded_by = superseded_by
+        self.screen = ruleset.candidates
         ruleset.join(self, ruleset.index.ids(pattern.keywords))
 
     def check(self, resource: TextFile, policy: Policy) -> Iterator[Violation]:

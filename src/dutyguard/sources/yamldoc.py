@@ -33,11 +33,32 @@ except AttributeError:  # pragma: no cover - libyaml missing: pure-Python fallba
     _Base = yaml.SafeLoader
 
 
+_SEQ = "tag:yaml.org,2002:seq"
+_MAP = "tag:yaml.org,2002:map"
+
+
 class _Loader(_Base):  # type: ignore[misc]
+    # libyaml's composer calls these back for every node; the results are PyYAML's own (a
+    # quoted or "!"-tagged scalar is a string, a collection its default tag), decided without
+    # its per-scalar regular expressions wherever the first character rules them out.
+    saw_merge = False
+    """Whether a ``<<`` merge key was resolved: documents with one take the slower conversion."""
+
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-        if kind is yaml.ScalarNode and implicit[0] and value and value[0] not in _MAYBE_TYPED:
-            return _STR
-        return super().resolve(kind, value, implicit)
+        if kind is yaml.ScalarNode:
+            if not implicit[0] or (value and value[0] not in _MAYBE_TYPED):
+                return _STR
+            tag = super().resolve(kind, value, implicit)
+            if tag == _MERGE:
+                self.saw_merge = True
+            return tag
+        return _SEQ if kind is yaml.SequenceNode else _MAP
+
+    # Path resolvers (``add_path_resolver``) are never registered here, so PyYAML's descend /
+    # ascend hooks have nothing to do; C builtins that accept the same arguments cost a tenth
+    # of a Python call, twice per node.
+    descend_resolver = staticmethod(slice)
+    ascend_resolver = staticmethod(tuple)
 
 
 _CONSTRUCTOR = yaml.constructor.SafeConstructor()
@@ -103,27 +124,65 @@ def _line(node: yaml.Node) -> int:
     return int(node.start_mark.line) + 1
 
 
+class _HasMergeKeys(Exception):
+    """An explicitly tagged ``!!merge`` key the loader could not see coming: convert again."""
+
+
 class _Converter:
-    def __init__(self, budget: _Budget) -> None:
+    def __init__(self, budget: _Budget, merges: bool) -> None:
         self.budget = budget
+        self.merges = merges
         self.lines: dict[JSONPath, int] = {}
 
     def convert(self, node: yaml.Node, path: JSONPath, depth: int) -> object:
         self.budget.step(depth)
-        if isinstance(node, yaml.ScalarNode):
-            return _scalar(node)
-        if isinstance(node, yaml.SequenceNode):
+        cls = node.__class__
+        if cls is yaml.ScalarNode:
+            return node.value if node.tag == _STR else _scalar(node)  # type: ignore[arg-type]
+        if cls is yaml.MappingNode:
+            if self.merges:
+                return self._merging(node, path, depth)  # type: ignore[arg-type]
+            return self._mapping(node, path, depth)  # type: ignore[arg-type]
+        if cls is yaml.SequenceNode:
             out_list: list[object] = []
+            lines = self.lines
             for i, item in enumerate(node.value):
                 p = (*path, i)
-                self.lines.setdefault(p, _line(item))
+                if p not in lines:
+                    lines[p] = item.start_mark.line + 1
                 out_list.append(self.convert(item, p, depth + 1))
             return out_list
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path, depth)
         raise InputError(self.budget.source, f"unsupported YAML node at line {_line(node)}")
 
+    def _key(self, key_node: yaml.Node, seen: dict[str, object]) -> str:
+        if key_node.__class__ is not yaml.ScalarNode:
+            raise InputError(self.budget.source, f"line {_line(key_node)}: a mapping key must be a scalar")
+        key: str = key_node.value
+        if key in seen:
+            raise InputError(
+                self.budget.source, f"line {_line(key_node)}: duplicate key {key!r} (ambiguous: refused)"
+            )
+        return key
+
     def _mapping(self, node: yaml.MappingNode, path: JSONPath, depth: int) -> dict[str, object]:
+        """A mapping of a document without merge keys (nearly all): one pass."""
+        out: dict[str, object] = {}
+        lines = self.lines
+        budget = self.budget
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
+                raise _HasMergeKeys
+            key = self._key(key_node, out)
+            p = (*path, key)
+            lines[p] = key_node.start_mark.line + 1
+            if value_node.__class__ is yaml.ScalarNode and value_node.tag == _STR:
+                budget.step(depth + 1)  # the common case, without a call to convert()
+                out[key] = value_node.value
+            else:
+                out[key] = self.convert(value_node, p, depth + 1)
+        return out
+
+    def _merging(self, node: yaml.MappingNode, path: JSONPath, depth: int) -> dict[str, object]:
         # YAML merge keys: merged maps are converted first so that explicit keys (converted
         # after them) win for both the value and the recorded line; earlier merged maps win
         # over later ones.
@@ -137,19 +196,10 @@ class _Converter:
             for src in reversed(sources):
                 if not isinstance(src, yaml.MappingNode):
                     raise InputError(self.budget.source, f"line {_line(src)}: merge key needs a mapping")
-                merged.update(self._mapping(src, path, depth + 1))
+                merged.update(self._merging(src, path, depth + 1))
         out: dict[str, object] = {}
         for key_node, value_node in explicit:
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise InputError(
-                    self.budget.source, f"line {_line(key_node)}: a mapping key must be a scalar"
-                )
-            key = key_node.value
-            if key in out:
-                raise InputError(
-                    self.budget.source,
-                    f"line {_line(key_node)}: duplicate key {key!r} (ambiguous: refused)",
-                )
+            key = self._key(key_node, out)
             p = (*path, key)
             self.lines[p] = _line(key_node)
             out[key] = self.convert(value_node, p, depth + 1)
@@ -170,8 +220,12 @@ def load_documents(text: str, source: str, limits: Limits) -> list[YamlDocument]
                 continue
             if len(docs) >= limits.max_documents:
                 raise LimitExceeded(source, f"more than {limits.max_documents} YAML documents")
-            conv = _Converter(budget)
-            value = conv.convert(node, (), 0)
+            conv = _Converter(budget, loader.saw_merge)
+            try:
+                value = conv.convert(node, (), 0)
+            except _HasMergeKeys:
+                conv = _Converter(budget, True)
+                value = conv.convert(node, (), 0)
             docs.append(YamlDocument(value=value, lines=conv.lines, line=_line(node), index=len(docs)))
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark

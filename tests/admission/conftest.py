@@ -7,6 +7,10 @@ import pytest
 from dutyguard.admission.certs import CertFiles, make_certs
 from tests.admission.support import SwitchableProvider, Webhook, default_app
 
+# The control plane's own fixtures (a demo organisation on SQLite and PostgreSQL), for the tests
+# that run the webhook against the real server.
+from tests.server.conftest import clock, org, runtime  # noqa: F401
+
 
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> CertFiles:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -52,7 +53,7 @@ class Stub:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
     def close(self) -> None:
@@ -146,29 +147,137 @@ def test_unreachable_control_plane_keeps_the_batch() -> None:
     assert s.depth == 1
 
 
-def test_a_refused_batch_is_dropped_and_counted(stub: Stub) -> None:
+def test_a_retry_sends_the_same_batch_id_and_bytes(stub: Stub) -> None:
+    # The control plane stores a batch id once: a retry must be the same batch, or a batch whose
+    # answer was lost would be stored twice. What arrives meanwhile waits for the next batch.
     s = shipper(stub)
     record(s, True, "d1")
-    stub.statuses = [403]
-    assert s.flush_once() == "dropped"
+    stub.statuses = [503, 502]
+    assert s.flush_once() == "retry"
+    first = s.inflight
+    assert first is not None
+    record(s, True, "d2")
+    assert s.flush_once() == "retry"
+    assert s.inflight == first
+    assert s.flush_once() == "sent"
+    assert s.flush_once() == "sent"
+    assert [[e["uid"] for e in b["decisions"]] for b in stub.batches] == [["d1"], ["d2"]]
+    assert stub.batches[0]["batchId"] == first.batch_id
+    assert json.loads(first.body) == stub.batches[0]
+    assert stub.batches[1]["batchId"] != first.batch_id
+
+
+@pytest.mark.parametrize("status", [400, 413, 422])
+def test_a_malformed_batch_is_dropped_counted_and_reported(
+    stub: Stub, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    s = shipper(stub, allow_sample_rate=0.0)
+    record(s, True, "d1")
+    record(s, False, "a1")
+    stub.statuses = [status]
+    assert s.flush_once() == "malformed"
     assert s.depth == 0
-    assert s.metrics.audit_dropped.value("refused") == 1
+    assert s.metrics.audit_dropped.value("malformed") == 1
+    assert s.metrics.audit_batches.value("malformed") == 1
+    (line,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert f"HTTP {status}" in line.getMessage()
+    record(s, True, "d2")
+    assert s.flush_once() == "sent"
+    (batch,) = stub.batches
+    assert [e["uid"] for e in batch["decisions"]] == ["d2"]
+    # The trail says what it misses, and the allow counted in the dropped batch still counts.
+    assert batch["dropped"] == {"malformed": 1}
+    assert batch["allowsCounted"]["count"] == 1
 
 
-def test_a_full_queue_drops_samples_before_denials_and_says_so(stub: Stub) -> None:
+@pytest.mark.parametrize("status", [401, 403])
+def test_refused_credentials_keep_the_batch_and_raise_the_alarm(stub: Stub, status: int) -> None:
+    s = shipper(stub)
+    record(s, True, "d1")
+    stub.statuses = [status, status]
+    assert s.flush_once() == "unauthorized"
+    held = s.inflight
+    record(s, True, "d2")
+    assert s.flush_once() == "unauthorized"
+    assert s.inflight == held
+    assert s.depth == 2
+    assert s.metrics.audit_credentials_rejected.value() == 1
+    assert "dutyguard_admission_audit_credentials_rejected 1" in s.metrics.render().decode()
+    assert s.metrics.audit_dropped.value("refused") == 0 and s.metrics.audit_dropped.value("malformed") == 0
+    assert s.flush_once() == "sent"
+    assert s.flush_once() == "sent"
+    assert [e["uid"] for b in stub.batches for e in b["decisions"]] == ["d1", "d2"]
+    assert s.metrics.audit_credentials_rejected.value() == 0
+
+
+def test_other_client_errors_are_retried_not_dropped(stub: Stub) -> None:
+    # 404 (a control plane without the route yet), 409, 410: nothing says the batch is wrong.
+    s = shipper(stub)
+    record(s, True, "d1")
+    stub.statuses = [404, 409]
+    assert s.flush_once() == "retry"
+    assert s.flush_once() == "retry"
+    assert s.flush_once() == "sent"
+    assert [e["uid"] for e in stub.batches[0]["decisions"]] == ["d1"]
+
+
+def test_a_missing_token_file_is_a_credential_problem(tmp_path: Path) -> None:
+    from dutyguard.admission.signed import token_from_file
+
+    posted: list[bytes] = []
+
+    def post(body: bytes, token: str) -> int:
+        posted.append(body)
+        return 201
+
+    options = AuditOptions(url="http://127.0.0.1:9", cluster="c")
+    s = AuditShipper(options, token_from_file(tmp_path / "token"), AdmissionMetrics(), post=post)
+    record(s, True, "d1")
+    assert s.flush_once() == "unauthorized"
+    assert posted == [] and s.depth == 1
+    (tmp_path / "token").write_text("t\n")
+    assert s.flush_once() == "sent"
+    assert len(posted) == 1
+
+
+def test_a_full_spool_drops_samples_first_then_the_oldest_and_says_so(
+    stub: Stub, caplog: pytest.LogCaptureFixture
+) -> None:
     s = shipper(stub, max_queue=3, allow_sample_rate=1.0)
     for i in range(3):
         record(s, False, f"a{i}")
     record(s, True, "d1")  # displaces the oldest sample
     record(s, True, "d2")
     record(s, True, "d3")
-    record(s, True, "d4")  # the queue holds only denials now: this one is dropped
+    record(s, True, "d4")  # the spool holds only must-send decisions now: the oldest (d1) goes
     record(s, False, "a9")  # and a sample never displaces anything
     assert s.flush_once() == "sent"
     batch = stub.batches[0]
-    assert [e["uid"] for e in batch["decisions"]] == ["d1", "d2", "d3"]
+    assert [e["uid"] for e in batch["decisions"]] == ["d2", "d3", "d4"]
     assert batch["dropped"] == {"displaced_sample": 3, "queue_full": 2}
     assert s.metrics.audit_dropped.value("queue_full") == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "dropped the oldest" in errors[0]
+
+
+def test_batches_stay_under_the_byte_limit_and_keep_the_order(stub: Stub) -> None:
+    s = shipper(stub, max_batch_bytes=6000)
+    for i in range(12):
+        record(s, True, f"d{i}")
+    while s.flush_once() == "sent":
+        pass
+    assert len(stub.batches) > 2
+    assert [e["uid"] for b in stub.batches for e in b["decisions"]] == [f"d{i}" for i in range(12)]
+    assert all(len(json.dumps(b, separators=(",", ":"))) <= 6000 for b in stub.batches)
+
+
+def test_one_decision_larger_than_the_byte_limit_still_goes_alone(stub: Stub) -> None:
+    s = shipper(stub, max_batch_bytes=100)
+    record(s, True, "d1")
+    record(s, True, "d2")
+    assert s.flush_once() == "sent"
+    assert s.flush_once() == "sent"
+    assert [[e["uid"] for e in b["decisions"]] for b in stub.batches] == [["d1"], ["d2"]]
 
 
 def test_background_thread_ships_batches_and_flushes_on_stop(stub: Stub) -> None:
@@ -189,7 +298,7 @@ def test_background_thread_ships_batches_and_flushes_on_stop(stub: Stub) -> None
 
 def test_recording_never_touches_the_network() -> None:
     # The request path only queues; sending happens in flush_once (the background thread).
-    def post(batch: dict[str, Any]) -> int:
+    def post(body: bytes, token: str) -> int:
         raise AssertionError("network used on the request path")
 
     options = AuditOptions(url="http://127.0.0.1:9", cluster="c", max_queue=50)

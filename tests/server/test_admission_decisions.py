@@ -79,7 +79,8 @@ def test_a_cluster_reports_only_for_itself(org: Org) -> None:
     with threaded(create_app(runtime=org.rt)) as url:
         s = _shipper(url, org.tokens["cluster-prod-eu"], cluster="prod-us")
         _record(s, True, "deny-1")
-        assert s.flush_once() == "dropped"  # 403 is permanent for the webhook
+        assert s.flush_once() == "unauthorized"  # 403: the batch is held and retried, never dropped
+        assert s.depth == 1
         with pytest.raises(Exception, match="403"):
             HttpFetch(url, lambda: org.tokens["alice"])()  # security holds no state.read
     assert not org.audit(action="admission.deny")

@@ -1,6 +1,6 @@
 """Decisions to the control plane's audit trail, in batches, off the request path.
 
-The request path only appends to a bounded queue (:meth:`AuditShipper.record` never blocks
+The request path only appends to a bounded spool (:meth:`AuditShipper.record` never blocks
 and never raises); one background thread drains it, POSTs batches and retries with backoff.
 What is sent:
 
@@ -9,15 +9,33 @@ What is sent:
 * allowed decisions are *counted* (per batch, ``allowsCounted``) and a sample of them
   (``allow_sample_rate``) is sent in full, so the trail shows the volume without the cost.
 
-When the queue is full, sampled allows are refused first (they are only a sample); a
-must-send decision displaces the oldest queued sample, and is dropped only when the queue
-holds nothing but must-send decisions. Every drop is counted in the metrics and reported in
-the next batch (``dropped``), so the trail itself says when it is incomplete.
+A decision is never lost silently. When the spool is full, sampled allows go first (a new
+sample is refused, a must-send decision displaces the oldest sample); when it holds nothing but
+must-send decisions, the *oldest* is dropped for the new one. Every drop is counted in the
+metrics, logged at error level (at the 1st, 2nd, 4th, 8th… of a run, so a flood cannot flood
+the log) and reported in the next batch (``dropped``), so the trail itself says when it is
+incomplete.
 
-The wire format (``POST <control plane>/api/v1/admission/decisions``, bearer token of a
-``cluster`` identity) is documented in docs/admission.md; the control plane answers 2xx when
-the batch is stored. 4xx other than 408/429 is permanent (the batch is dropped and counted);
-anything else is retried with exponential backoff, the batch kept at the head of the queue.
+A batch is built once and then frozen: its id and its bytes stay the same on every retry, so
+the control plane, which stores a batch id once, acknowledges a retry whose first attempt it
+had stored but whose answer was lost (a timeout, a dropped connection) without recording its
+decisions twice. New decisions go into later batches. What the answer means:
+
+* 2xx: stored (201) or already stored (200); the next batch is built;
+* 401 / 403 (the token was revoked, rotated or expired, the identity lost its role or its
+  cluster): the batch is **kept**, and decisions keep spooling behind it; the
+  ``audit_credentials_rejected`` gauge is 1 and every attempt logs an error; retried with
+  backoff from ``credential_backoff_seconds`` to ``max_backoff_seconds``, and at once when the
+  token file changes, so the backlog arrives as soon as the operator fixes the credential;
+* 400, 413, 422 (the batch itself is malformed): permanent; dropped, logged with its id, and
+  counted (``malformed``) in the metrics and in the next batch;
+* anything else (network errors, 408, 429, 5xx, other 4xx): kept and retried with exponential
+  backoff.
+
+Every event is clipped to what the control plane's schema accepts (1,024 characters per text,
+bounded lists, no lone surrogates) and a batch stays under ``max_batch_bytes``: one odd decision
+must not make a whole batch malformed, nor an oversized batch be refused. The wire format is
+documented in docs/admission.md.
 """
 
 from __future__ import annotations
@@ -30,7 +48,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,6 +63,22 @@ API_PATH = "/api/v1/admission/decisions"
 BATCH_KIND = "AdmissionDecisionBatch"
 BATCH_API_VERSION = "dutyguard.dev/v1"
 
+CREDENTIALS_REFUSED = frozenset({401, 403})
+MALFORMED = frozenset({400, 413, 422})
+
+# What the control plane's AdmissionDecision schema accepts (server/state_schemas.py; a test
+# checks the two agree).
+MAX_TEXT = 1024
+MAX_BATCH_DECISIONS = 1000
+LIST_LIMITS = {
+    "groups": 256,
+    "deniedRules": 1000,
+    "findings": 1000,
+    "exceptions": 1000,
+    "errors": 256,
+    "images": 256,
+}
+
 
 @dataclass(frozen=True, slots=True)
 class AuditOptions:
@@ -53,23 +87,45 @@ class AuditOptions:
     cluster: str
     webhook: str = "dutyguard-admission"
     max_queue: int = 10_000
+    """Decisions spooled while the control plane is unavailable (plus one batch in flight)."""
     batch_size: int = 500
+    max_batch_bytes: int = 4 * 1024 * 1024
+    """Below the control plane's 8 MiB for this route; lower it behind a proxy with a smaller limit."""
     flush_seconds: float = 2.0
     allow_sample_rate: float = 0.01
     timeout_seconds: float = 5.0
     max_backoff_seconds: float = 60.0
+    credential_backoff_seconds: float = 5.0
+    """First wait after a 401/403: a credential does not fix itself in half a second."""
+    token_poll_seconds: float = 1.0
+    """While the credential is refused, how often the token is re-read to notice a fix."""
     ca_file: str | None = None
     """CA bundle to verify the control plane with (default: the system's)."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.batch_size <= MAX_BATCH_DECISIONS:
+            raise ValueError(f"batch_size must be 1-{MAX_BATCH_DECISIONS} (the control plane's limit)")
 
 
 def _time(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _text(value: str) -> str:
+    """A string the control plane stores as it is: valid UTF-8, at most :data:`MAX_TEXT` characters."""
+    if not value.isascii():
+        value = value.encode("utf-8", "replace").decode("utf-8")  # a lone surrogate becomes '?'
+    return value if len(value) <= MAX_TEXT else value[: MAX_TEXT - 1] + "…"
+
+
+def _opt(value: str | None) -> str | None:
+    return None if value is None else _text(value)
+
+
 def decision_event(
     request: AdmissionRequest, d: Decision, view: StateView, now: datetime, sampled: bool
 ) -> dict[str, Any]:
-    """One decision as the control plane stores it."""
+    """One decision as the control plane stores it (clipped to what it accepts)."""
     state = d.state
     findings: list[dict[str, Any]] = []
     for action, found in (("deny", d.denied), ("warn", d.warned), ("audit", d.audited)):
@@ -77,8 +133,8 @@ def decision_event(
             {
                 "rule": f.rule_id,
                 "severity": f.severity.value,
-                "field": f.location.field,
-                "container": f.location.container,
+                "field": _opt(f.location.field),
+                "container": _opt(f.location.container),
                 "fingerprint": f.fingerprint,
                 "action": action,
             }
@@ -89,42 +145,43 @@ def decision_event(
             "id": w.exception_id,
             "rule": f.rule_id,
             "fingerprint": f.fingerprint,
-            "field": f.location.field,
+            "field": _opt(f.location.field),
             "expires": _time(w.expires),
         }
         for f, w in d.waived
     ]
     s = d.subject
+    problem = d.state_problem or view.problem
     return {
         "uid": request.uid,
         "time": _time(now),
         "operation": request.operation.value,
-        "subResource": request.sub_resource or None,
-        "kind": request.kind.kind,
-        "group": request.kind.group,
-        "namespace": request.namespace or (s.namespace if s else ""),
-        "name": request.name or (s.name if s else ""),
-        "user": request.user.username,
-        "groups": list(request.user.groups),
+        "subResource": _text(request.sub_resource) if request.sub_resource else None,
+        "kind": _text(request.kind.kind),
+        "group": _text(request.kind.group),
+        "namespace": _text(request.namespace or (s.namespace if s else "")),
+        "name": _text(request.name or (s.name if s else "")),
+        "user": _text(request.user.username),
+        "groups": [_text(g) for g in request.user.groups[: LIST_LIMITS["groups"]]],
         "dryRun": request.dry_run,
         "outcome": d.outcome.value,
         "allowed": d.allowed,
-        "reason": d.reason or None,
-        "deniedRules": sorted({f.rule_id for f in d.denied}),
-        "findings": findings,
-        "exceptions": exceptions,
-        "errors": list(d.errors),
-        "images": list(s.images) if s else [],
+        "reason": _text(d.reason) if d.reason else None,
+        "deniedRules": sorted({f.rule_id for f in d.denied})[: LIST_LIMITS["deniedRules"]],
+        "findings": findings[: LIST_LIMITS["findings"]],
+        "exceptions": exceptions[: LIST_LIMITS["exceptions"]],
+        "errors": [_text(e) for e in d.errors[: LIST_LIMITS["errors"]]],
+        "images": [_text(i) for i in (s.images if s else ())[: LIST_LIMITS["images"]]],
         "policy": None
         if state is None
         else {
-            "label": state.label,
+            "label": _text(state.label),
             "signed": state.signed,
             "bundleVersion": state.bundle_version,
             "bundleDigest": state.bundle_digest,
             "snapshotVersion": state.snapshot_version,
         },
-        "stateProblem": d.state_problem or view.problem or None,
+        "stateProblem": _text(problem) if problem else None,
         "sampled": sampled,
     }
 
@@ -139,6 +196,22 @@ def must_send(d: Decision) -> bool:
     return d.outcome is Outcome.DENY or bool(d.waived) or (bool(d.state_problem) and unverified)
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """One batch, frozen when built: every retry sends these bytes under this id."""
+
+    batch_id: str
+    body: bytes
+    decisions: int
+    allows_counted: int
+    allows_since: str | None
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+Post = Callable[[bytes, str], int]
+"""POST a batch body with a bearer token; the HTTP status (raises on network errors)."""
+
+
 class AuditShipper:
     """The :class:`~dutyguard.admission.app.DecisionSink` that feeds the control plane."""
 
@@ -148,7 +221,7 @@ class AuditShipper:
         token: Callable[[], str],
         metrics: AdmissionMetrics,
         *,
-        post: Callable[[dict[str, Any]], int] | None = None,
+        post: Post | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -157,6 +230,7 @@ class AuditShipper:
         self.metrics = metrics
         self._post = post or self._http_post
         self._rng = rng or random.Random()  # noqa: S311 - sampling, not security
+        self._jitter = random.Random()  # noqa: S311 - spreading retries, not security
         self._clock = clock
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -167,6 +241,11 @@ class AuditShipper:
         self._allows_counted = 0
         self._allows_since: str | None = None
         self._dropped: dict[str, int] = {}
+        self._lost = 0
+        self._inflight: Batch | None = None
+        self._refused_token: str | None = None
+        self.credentials_rejected = False
+        self._backoff = 0.0
         self._thread: threading.Thread | None = None
         self._client: Any = None
         self.batches_sent = 0
@@ -185,19 +264,33 @@ class AuditShipper:
                 return
             sampled = True
         event = decision_event(request, decision, view, now, sampled)
+        lost = 0
         with self._lock:
-            if len(self._queue) >= self.options.max_queue and not self._make_room(important):
-                self._drop("queue_full")
-                return
+            if len(self._queue) >= self.options.max_queue:
+                if not important:
+                    self._drop("queue_full")  # a sample never displaces anything
+                    return
+                if not self._displace_sample():
+                    self._queue.popleft()  # nothing but must-send decisions: the oldest goes
+                    self._drop("queue_full")
+                    self._lost += 1
+                    lost = self._lost
             self._queue.append((important, event))
             if not important:
                 self._samples += 1
             if len(self._queue) >= self.options.batch_size:
                 self._wake.set()
+        if lost and lost & (lost - 1) == 0:
+            logger.error(
+                "audit spool full (%d decisions): dropped the oldest denial/exception/fail-mode "
+                "decision, %d so far; the control plane is not taking the trail",
+                self.options.max_queue,
+                lost,
+            )
 
-    def _make_room(self, important: bool) -> bool:
-        """Under the lock: evict the oldest sampled allow for a must-send decision."""
-        if not important or self._samples == 0:
+    def _displace_sample(self) -> bool:
+        """Under the lock: evict the oldest sampled allow."""
+        if self._samples == 0:
             return False
         for i, (must, _) in enumerate(self._queue):
             if not must:
@@ -208,12 +301,19 @@ class AuditShipper:
         return False
 
     def _drop(self, reason: str, n: int = 1) -> None:
+        """Under the lock: count a drop (metrics, and the next batch's ``dropped``)."""
         self._dropped[reason] = self._dropped.get(reason, 0) + n
         self.metrics.audit_dropped.inc(reason, amount=n)
 
     @property
     def depth(self) -> int:
-        return len(self._queue)
+        """Decisions not yet delivered: spooled, plus the batch in flight."""
+        inflight = self._inflight
+        return len(self._queue) + (inflight.decisions if inflight is not None else 0)
+
+    @property
+    def inflight(self) -> Batch | None:
+        return self._inflight
 
     # --- background ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -224,16 +324,15 @@ class AuditShipper:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Flush what is queued (best effort within ``timeout``) and stop."""
+        """Flush what is spooled (best effort within ``timeout``) and stop."""
         if self._thread is None:
             return
         self._stopping.set()
         self._wake.set()
         self._thread.join(timeout)
         self._thread = None
-        with self._lock:
-            left = len(self._queue)
-        if left:  # the control plane was unreachable to the end: say how much the trail misses
+        left = self.depth
+        if left:  # the control plane did not take them to the end: say how much the trail misses
             self.metrics.audit_dropped.inc("shutdown", amount=left)
             logger.error("stopping with %d decision(s) not delivered to the audit trail", left)
         if self._client is not None:
@@ -241,87 +340,196 @@ class AuditShipper:
             self._client = None
 
     def _run(self) -> None:
-        backoff = 0.0
+        delay, backing_off = self.options.flush_seconds, False
         while True:
-            if backoff:
-                self._wake.wait(backoff)
-            else:
-                self._wake.wait(self.options.flush_seconds)
-            self._wake.clear()
+            self._pause(delay, backing_off)
             stopping = self._stopping.is_set()
-            while True:
-                outcome = self.flush_once()
-                if outcome == "retry":
-                    backoff = min(max(backoff * 2, 0.5), self.options.max_backoff_seconds)
-                    break
-                backoff = 0.0
-                if outcome == "empty" or not self._queue:
-                    break
-            if stopping and (outcome == "empty" or outcome == "retry" or not self._queue):
+            outcome = self._drain()
+            backing_off = outcome in ("retry", "unauthorized")
+            delay = self._next_backoff(outcome) if backing_off else self.options.flush_seconds
+            if not backing_off:
+                self._backoff = 0.0
+            if stopping:
                 return
 
+    def _drain(self) -> str:
+        while True:
+            outcome = self.flush_once()
+            if outcome in ("empty", "retry", "unauthorized") or not self._queue:
+                return outcome
+
+    def _next_backoff(self, outcome: str) -> float:
+        o = self.options
+        floor = o.credential_backoff_seconds if outcome == "unauthorized" else 0.5
+        self._backoff = min(max(self._backoff * 2, floor), o.max_backoff_seconds)
+        return self._backoff * self._jitter.uniform(0.5, 1.0)
+
+    def _pause(self, seconds: float, backing_off: bool) -> None:
+        if not backing_off:
+            self._wake.wait(seconds)
+            self._wake.clear()
+            return
+        # Backing off: a full spool must not cut the wait short (it would hammer a control plane
+        # that is down), only stopping does, or a new token while the old one is refused.
+        deadline = self._clock() + seconds
+        while not self._stopping.is_set():
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                return
+            if not self.credentials_rejected:
+                self._stopping.wait(remaining)
+                return
+            if self._stopping.wait(min(remaining, self.options.token_poll_seconds)):
+                return
+            if self._token_changed():
+                logger.warning("the token changed: retrying the audit trail now")
+                return
+
+    def _token_changed(self) -> bool:
+        try:
+            current = self._token()
+        except Exception:  # still unreadable: nothing new to try
+            return False
+        return current != self._refused_token
+
+    # --- one delivery --------------------------------------------------------------------------
     def flush_once(self) -> str:
-        """Send one batch: ``sent``, ``empty``, ``dropped`` (refused for good) or ``retry``."""
-        with self._lock:
-            n = min(len(self._queue), self.options.batch_size)
-            counted, since = self._allows_counted, self._allows_since
-            if n == 0 and counted == 0 and not self._dropped:
+        """Deliver one batch: ``sent``, ``empty``, ``retry`` or ``unauthorized`` (the batch is
+        kept for the next attempt), or ``malformed`` (the batch was dropped)."""
+        batch = self._inflight
+        if batch is None:
+            batch = self._next_batch()
+            if batch is None:
                 return "empty"
-            items = [self._queue[i] for i in range(n)]
-            dropped = dict(self._dropped)
-        batch = {
+            self._inflight = batch
+        try:
+            token = self._token()
+        except Exception as e:  # a missing or empty token file is a credential problem too
+            return self._unauthorized(batch, None, f"no token to present: {e}")
+        try:
+            status = self._post(batch.body, token)
+        except Exception as e:  # network errors: keep the batch, try again later
+            self.metrics.audit_batches.inc("retry")
+            logger.warning(
+                "audit trail unreachable (%s); batch %s kept for retry, %d decision(s) undelivered",
+                e,
+                batch.batch_id,
+                self.depth,
+            )
+            return "retry"
+        if 200 <= status < 300:
+            self._inflight = None
+            self.batches_sent += 1
+            self.metrics.audit_sent.inc(amount=batch.decisions)
+            self.metrics.audit_batches.inc("sent")
+            self.metrics.audit_last_delivery.set(value=time.time())
+            if self.credentials_rejected:
+                self.credentials_rejected = False
+                self.metrics.audit_credentials_rejected.set(value=0)
+                logger.warning("the control plane accepts the audit trail again; delivering what was held")
+            return "sent"
+        if status in CREDENTIALS_REFUSED:
+            return self._unauthorized(batch, token, f"HTTP {status}")
+        if status in MALFORMED:
+            self._inflight = None
+            with self._lock:
+                # The counts it carried are still true: they go with the next batch.
+                self._allows_counted += batch.allows_counted
+                if batch.allows_since is not None and (
+                    self._allows_since is None or batch.allows_since < self._allows_since
+                ):
+                    self._allows_since = batch.allows_since
+                for reason, k in batch.dropped.items():
+                    self._dropped[reason] = self._dropped.get(reason, 0) + k
+                self._drop("malformed", batch.decisions)
+            self.metrics.audit_batches.inc("malformed")
+            logger.error(
+                "the control plane refused audit batch %s as malformed (HTTP %d): %d decision(s) dropped",
+                batch.batch_id,
+                status,
+                batch.decisions,
+            )
+            return "malformed"
+        self.metrics.audit_batches.inc("retry")
+        logger.warning(
+            "the control plane answered HTTP %d to audit batch %s; will retry", status, batch.batch_id
+        )
+        return "retry"
+
+    def _unauthorized(self, batch: Batch, token: str | None, why: str) -> str:
+        self.credentials_rejected = True
+        self._refused_token = token
+        self.metrics.audit_credentials_rejected.set(value=1)
+        self.metrics.audit_batches.inc("unauthorized")
+        logger.error(
+            "the control plane refuses this webhook's credentials for the audit trail (%s): "
+            "batch %s and %d decision(s) held, retrying with backoff; fix the cluster token "
+            "(the token file is re-read on every attempt)",
+            why,
+            batch.batch_id,
+            self.depth,
+        )
+        return "unauthorized"
+
+    def _next_batch(self) -> Batch | None:
+        o = self.options
+        with self._lock:
+            n = min(len(self._queue), o.batch_size)
+            if n == 0 and self._allows_counted == 0 and not self._dropped:
+                return None
+            items = [self._queue.popleft() for _ in range(n)]
+            self._samples -= sum(1 for must, _ in items if not must)
+            counted, since, dropped = self._allows_counted, self._allows_since, self._dropped
+            self._allows_counted, self._allows_since, self._dropped = 0, None, {}
+        # Serialised outside the lock (the request path must not wait for it); what does not fit
+        # under max_batch_bytes goes back to the head of the spool for the next batch.
+        head = {
             "apiVersion": BATCH_API_VERSION,
             "kind": BATCH_KIND,
             "batchId": str(uuid.uuid4()),
-            "cluster": self.options.cluster,
-            "webhook": self.options.webhook,
+            "cluster": o.cluster,
+            "webhook": o.webhook,
             "sentAt": _time(datetime.now(UTC)),
-            "decisions": [event for _, event in items],
             "allowsCounted": {"count": counted, "since": since},
             "dropped": dropped,
         }
-        try:
-            status = self._post(batch)
-        except Exception as e:  # network errors: keep the batch, try again later
-            logger.warning("audit trail unreachable (%s); %d decision(s) kept for retry", e, len(self._queue))
-            return "retry"
-        if 200 <= status < 300 or (400 <= status < 500 and status not in (408, 429)):
+        prefix = json.dumps(head, separators=(",", ":")).encode()[:-1] + b',"decisions":['
+        size = len(prefix) + 2
+        events: list[bytes] = []
+        for _must, event in items:
+            data = json.dumps(event, separators=(",", ":")).encode()
+            if events and size + len(data) + 1 > o.max_batch_bytes:
+                break
+            events.append(data)
+            size += len(data) + 1
+        rest = items[len(events) :]
+        if rest:
             with self._lock:
-                for _ in range(n):
-                    must, _ev = self._queue.popleft()
-                    if not must:
-                        self._samples -= 1
-                self._allows_counted -= counted
-                if self._allows_counted == 0:
-                    self._allows_since = None
-                for reason, k in dropped.items():
-                    left = self._dropped.get(reason, 0) - k
-                    if left > 0:
-                        self._dropped[reason] = left
-                    else:
-                        self._dropped.pop(reason, None)
-            if 200 <= status < 300:
-                self.metrics.audit_sent.inc(amount=n)
-                self.batches_sent += 1
-                return "sent"
-            logger.error("control plane refused a batch of %d decision(s) with HTTP %d; dropped", n, status)
-            self.metrics.audit_dropped.inc("refused", amount=n)
-            return "dropped"
-        logger.warning("control plane answered HTTP %d to an audit batch; will retry", status)
-        return "retry"
+                self._queue.extendleft(reversed(rest))
+                self._samples += sum(1 for must, _ in rest if not must)
+        return Batch(
+            batch_id=str(head["batchId"]),
+            body=prefix + b",".join(events) + b"]}",
+            decisions=len(events),
+            allows_counted=counted,
+            allows_since=since,
+            dropped=dropped,
+        )
 
-    def _http_post(self, batch: dict[str, Any]) -> int:
+    def _http_post(self, body: bytes, token: str) -> int:
         import httpx
 
+        from dutyguard.admission.tls import client_verify
+
         if self._client is None:
-            verify: Any = self.options.ca_file if self.options.ca_file else True
             self._client = httpx.Client(
-                base_url=self.options.url, timeout=self.options.timeout_seconds, verify=verify
+                base_url=self.options.url,
+                timeout=self.options.timeout_seconds,
+                verify=client_verify(self.options.ca_file),
             )
-        body = json.dumps(batch, separators=(",", ":")).encode()
         r = self._client.post(
             API_PATH,
             content=body,
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self._token()}"},
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
         )
         return int(r.status_code)

@@ -1,8 +1,9 @@
 """Prometheus metrics in the text exposition format (0.0.4), written without a client library.
 
-The webhook runs one event loop, so plain integers suffice; the audit shipper's thread only
-bumps its own counters, each a single ``+=`` on an int (atomic under the GIL for our purpose:
-a lost increment under a race would only make a counter slightly low, never wrong in kind).
+The webhook runs one event loop, so plain integers suffice; the background threads (the audit
+shipper, the state refresher) only touch their own metrics, each update a single ``+=`` or
+assignment (atomic under the GIL for our purpose: a lost increment under a race would only make
+a counter slightly low, never wrong in kind).
 Label values are escaped as the format requires; label sets are bounded by construction
 (outcomes, HTTP codes, rule ids from the registry), never taken from request content.
 """
@@ -91,6 +92,28 @@ class Gauge:
             yield f"{self.name} {_num(v)}"
 
 
+class LabelledGauge:
+    """A gauge set by the code that knows the value (timestamps of the last pull, an alert flag)."""
+
+    def __init__(self, name: str, help_text: str, labels: Sequence[str] = ()) -> None:
+        self.name = name
+        self.help = help_text
+        self.label_names = tuple(labels)
+        self._values: dict[tuple[str, ...], float] = {}
+
+    def set(self, *labels: str, value: float) -> None:
+        self._values[labels] = value
+
+    def value(self, *labels: str) -> float | None:
+        return self._values.get(labels)
+
+    def render(self) -> Iterable[str]:
+        yield f"# HELP {self.name} {self.help}"
+        yield f"# TYPE {self.name} gauge"
+        for labels, v in sorted(dict(self._values).items()):
+            yield f"{self.name}{_labels(self.label_names, labels)} {_num(v)}"
+
+
 class Histogram:
     def __init__(self, name: str, help_text: str, buckets: Sequence[float] = LATENCY_BUCKETS) -> None:
         self.name = name
@@ -128,6 +151,7 @@ class AdmissionMetrics:
         state_age: Callable[[], float | None] = lambda: None,
         state_expires_in: Callable[[], float | None] = lambda: None,
         queue_depth: Callable[[], float | None] = lambda: None,
+        attestations_passing: Callable[[], float | None] = lambda: None,
     ) -> None:
         p = "dutyguard_admission"
         self.started = time.time()
@@ -161,6 +185,37 @@ class AdmissionMetrics:
         self.allows_counted = Counter(
             f"{p}_audit_allows_counted_total", "Allowed decisions counted but not sent one by one (sampling)."
         )
+        self.audit_batches = Counter(
+            f"{p}_audit_batches_total",
+            "Audit batch deliveries by result: sent, retry (network, 408, 429, 5xx, other 4xx), "
+            "unauthorized (401/403: kept and retried), malformed (400/413/422: dropped).",
+            ("result",),
+        )
+        self.audit_credentials_rejected = LabelledGauge(
+            f"{p}_audit_credentials_rejected",
+            "1 while the control plane refuses this webhook's token for the audit trail (401/403): "
+            "decisions are held, not delivered. Alert on it.",
+        )
+        self.audit_last_delivery = LabelledGauge(
+            f"{p}_audit_last_delivery_timestamp_seconds",
+            "Unix time the control plane last acknowledged an audit batch.",
+        )
+        self.state_pulls = Counter(
+            f"{p}_state_pulls_total",
+            "Pulls of signed state by document (policy: bundle and exception snapshot; attestations) "
+            "and result (ok, unreachable, refused).",
+            ("document", "result"),
+        )
+        self.state_pull_last_success = LabelledGauge(
+            f"{p}_state_pull_last_success_timestamp_seconds",
+            "Unix time of the last pull whose documents all verified, by document.",
+            ("document",),
+        )
+        self.state_pull_last_failure = LabelledGauge(
+            f"{p}_state_pull_last_failure_timestamp_seconds",
+            "Unix time of the last pull that failed or was refused, by document.",
+            ("document",),
+        )
         self.state_age = Gauge(
             f"{p}_state_age_seconds", "Seconds since the enforced policy state was verified.", state_age
         )
@@ -172,10 +227,16 @@ class AdmissionMetrics:
         self.queue_depth = Gauge(
             f"{p}_audit_queue_depth", "Decisions waiting to be sent to the control plane.", queue_depth
         )
+        self.attestations_passing = Gauge(
+            f"{p}_attestations_passing",
+            "Image digests admitted by the gate attestation set in force (absent: no set required).",
+            attestations_passing,
+        )
         self._gauges = (
             self.state_age,
             self.state_expires_in,
             self.queue_depth,
+            self.attestations_passing,
             Gauge(f"{p}_start_time_seconds", "Unix time the webhook started.", lambda: self.started),
         )
 
@@ -192,6 +253,12 @@ class AdmissionMetrics:
             self.audit_sent,
             self.audit_dropped,
             self.allows_counted,
+            self.audit_batches,
+            self.audit_credentials_rejected,
+            self.audit_last_delivery,
+            self.state_pulls,
+            self.state_pull_last_success,
+            self.state_pull_last_failure,
             *self._gauges,
         ):
             lines.extend(metric.render())

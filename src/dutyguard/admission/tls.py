@@ -116,3 +116,12 @@ class ReloadingTLS:
         if self._on_reload is not None:
             self._on_reload(True)
         return True
+
+
+def client_verify(ca_file: str | None) -> ssl.SSLContext | bool:
+    """How the webhook verifies the control plane: a CA bundle when given, else the system's."""
+    if not ca_file:
+        return True
+    context = ssl.create_default_context(cafile=ca_file)
+    context.minimum_version = MIN_TLS
+    return context

@@ -7,7 +7,10 @@ decision becomes one audit entry (``admission.deny`` recorded as refused, ``admi
 ``admission.skip`` as success, exceptions used and the state the webhook enforced in its
 details), plus one ``admission.batch`` entry with the allows it only counted and what it had to
 drop; all in one transaction, answered 201 once stored. A batch id already stored is
-acknowledged (200) without writing anything again.
+acknowledged (200) without writing anything again: the webhook retries a batch under the same id
+when an answer is lost, so this is what keeps a decision from being recorded twice. The id is
+claimed first in the transaction, so two copies racing (a retry overtaking its first attempt)
+end in one 201 and one 200, never in a second set of entries.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dutyguard.server.auditing import record
 from dutyguard.server.auth import Caller
 from dutyguard.server.authz import enforce, requires
 from dutyguard.server.routes._common import RuntimeDep
+from dutyguard.server.runtime import Runtime
 from dutyguard.server.state_schemas import AdmissionBatch, AdmissionDecision, BatchOut
 
 router = APIRouter(prefix="/admission", tags=["admission"])
@@ -72,14 +76,43 @@ def decisions(
 ) -> BatchOut:
     """Append a webhook's batch of decisions to the audit trail (one entry per decision)."""
     enforce(rt, request, caller, Duty.EVENT_SUBMIT, Scope(ScopeKind.CLUSTER, body.cluster))
+    try:
+        out = _store(rt, caller, body)
+    except sa.exc.IntegrityError:
+        # Another copy of this batch (a retry overtaking its first attempt) claimed the id while
+        # this one waited for it: that copy stored the decisions, this one wrote nothing.
+        with rt.db.read() as conn:
+            if not _stored(conn, body.batchId):
+                raise
+        out = None
+    if out is not None:
+        return out
+    response.status_code = 200
+    return BatchOut(batch_id=body.batchId, stored=0, duplicate=True, first_seq=None)
+
+
+def _stored(conn: sa.Connection, batch_id: str) -> bool:
+    q = sa.select(t.admission_batches.c.batch_id).where(t.admission_batches.c.batch_id == batch_id)
+    return conn.execute(q).first() is not None
+
+
+def _store(rt: Runtime, caller: Caller, body: AdmissionBatch) -> BatchOut | None:
+    """Store the batch in one transaction; ``None`` when its id was already stored."""
     now = rt.now()
     with rt.db.write() as conn:
-        seen = conn.execute(
-            sa.select(t.admission_batches.c.batch_id).where(t.admission_batches.c.batch_id == body.batchId)
-        ).first()
-        if seen is not None:
-            response.status_code = 200
-            return BatchOut(batch_id=body.batchId, stored=0, duplicate=True, first_seq=None)
+        if _stored(conn, body.batchId):
+            return None
+        # The id is claimed before anything else is written, so a concurrent copy of the batch
+        # waits on it and then fails on the primary key without having written an entry.
+        conn.execute(
+            t.admission_batches.insert().values(
+                batch_id=body.batchId,
+                cluster=body.cluster,
+                submitter=caller.id,
+                decisions=len(body.decisions),
+                received_at=now,
+            )
+        )
         first: int | None = None
         for d in body.decisions:
             seq = record(
@@ -111,14 +144,5 @@ def decisions(
                 "allows_since": body.allowsCounted.since.isoformat() if body.allowsCounted.since else None,
                 "dropped": dict(body.dropped),
             },
-        )
-        conn.execute(
-            t.admission_batches.insert().values(
-                batch_id=body.batchId,
-                cluster=body.cluster,
-                submitter=caller.id,
-                decisions=len(body.decisions),
-                received_at=now,
-            )
         )
     return BatchOut(batch_id=body.batchId, stored=len(body.decisions), duplicate=False, first_seq=first)

@@ -467,20 +467,25 @@ def test_unbinding_the_only_security_member_does_not_reopen_the_window(fresh: Or
     assert _bindings_fresh(fresh, "mallory") == []
 
 
+@pytest.mark.parametrize("how", ["unbound", "disabled"])
 def test_window_closes_at_start_for_a_database_that_already_has_security(
-    runtime: Runtime, clock: FakeClock
+    runtime: Runtime, clock: FakeClock, how: str
 ) -> None:
-    """A database from before this rule: security members exist, no claim row. The next start
-    closes the window, so removing them later does not let an admin bind security at once."""
+    """A database from before this rule: a security member exists (even a disabled one), no claim
+    row. The next start closes the window, so an admin who then removes or disables them cannot
+    bind security at once."""
     now = runtime.now()
     with runtime.db.write() as conn:
         store.create_identity(conn, "old-sec", PrincipalKind.PERSON, "Old", None, "test", now)
         old = store.insert_binding(conn, Binding("old-sec", Role.SECURITY, ORG), "test", now)
+        if how == "disabled":
+            store.disable_identity(conn, "old-sec", now)
     token = bootstrap(runtime)
     assert token is not None
     with runtime.db.write() as conn:
         assert store.get_state(conn, FIRST_APPROVER_KEY) is not None
-        store.delete_binding(conn, old.id)
+        if how == "unbound":
+            store.delete_binding(conn, old.id)
     with TestClient(create_app(runtime=runtime), raise_server_exceptions=False) as client:
         org = Org(runtime, client, {"admin": token}, clock)
         assert org.audit(action="role.first-approver.closed")
@@ -488,6 +493,7 @@ def test_window_closes_at_start_for_a_database_that_already_has_security(
         r = org.post("admin", "/role-bindings", {"identity": "mallory", "role": "security"})
         assert r.status_code == 409
         assert r.json()["code"] == "no_approver"
+        assert _bindings_fresh(org, "mallory") == []
 
 
 def test_demo_seed_closes_the_window(org: Org) -> None:

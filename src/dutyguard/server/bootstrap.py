@@ -65,7 +65,8 @@ def close_window_if_staffed(rt: Runtime) -> bool:
     """Close the window if someone already holds an approver role; ``True`` when this call closed it."""
     with rt.db.read() as conn:
         # read first: every start comes here, and nearly always there is nothing to write
-        if not first_approver_window_open(conn) or not store.enabled_holders(conn, approver_roles(rt)):
+        # a disabled holder counts: disabling every approver must not look like a new installation
+        if not first_approver_window_open(conn) or not store.anyone_bound(conn, approver_roles(rt)):
             return False
     now = rt.now()
     with rt.db.write() as conn:

@@ -865,6 +865,15 @@ def enabled_holders(conn: Connection, roles: Iterable[Role]) -> list[Principal]:
     return [load_principal(conn, _identity(r)) for r in conn.execute(q).all()]
 
 
+def anyone_bound(conn: Connection, roles: Iterable[Role]) -> bool:
+    """Does any identity, enabled or disabled, hold a binding of one of ``roles``?"""
+    names = sorted(r.value for r in roles)
+    if not names:
+        return False
+    q = sa.select(t.role_bindings.c.id).where(t.role_bindings.c.role.in_(names)).limit(1)
+    return conn.execute(q).first() is not None
+
+
 def pending_request_with_payload(conn: Connection, kind: str, payload: str, now: datetime) -> str | None:
     """The id of a request of ``kind`` about exactly ``payload`` that is still pending at ``now``."""
     row = conn.execute(

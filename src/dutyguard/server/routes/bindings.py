@@ -35,6 +35,7 @@ from dutyguard.server.authz import requires
 from dutyguard.server.bootstrap import (
     approver_roles,
     close_first_approver_window,
+    close_window_if_staffed,
     first_approver_window_open,
 )
 from dutyguard.server.problems import conflict, not_found
@@ -92,6 +93,9 @@ def bind(
     """Bind a role (201); a sensitive role (security) opens an approval request instead (202)."""
     scope = Scope.parse(body.scope)
     obj = f"binding:{body.identity}/{body.role.value}@{scope}"
+    if grants.needs_approval(body.role, rt.roles):
+        # In its own transaction, so it stays closed even if this request is refused below.
+        close_window_if_staffed(rt)
     now = rt.now()
     with refusals(rt, caller, "role.bind", obj), rt.db.write() as conn:
         identity = store.get_identity(conn, body.identity)
@@ -108,14 +112,14 @@ def bind(
         mitigations = store.mitigations(conn, body.identity)
         bootstrap = False
         if grants.needs_approval(body.role, rt.roles):
-            approvers = store.enabled_holders(conn, approver_roles(rt))
+            # anyone ever bound, disabled or not: disabling every approver is not a new installation
+            bound = store.anyone_bound(conn, approver_roles(rt))
             window_open = first_approver_window_open(conn)
             bootstrap = grants.is_bootstrap_binding(
-                binding, approver_exists=bool(approvers), window_open=window_open, roles=rt.roles
+                binding, approver_exists=bound, window_open=window_open, roles=rt.roles
             )
             if not bootstrap:
-                if window_open and approvers:
-                    close_first_approver_window(conn, now, "an approver exists")
+                approvers = store.enabled_holders(conn, approver_roles(rt))
                 pending = _request(
                     rt,
                     conn,

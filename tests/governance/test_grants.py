@@ -24,6 +24,7 @@ from dutyguard.governance import (
     Binding,
     Duty,
     Ownership,
+    Principal,
     RequestState,
     Role,
     Scope,
@@ -52,9 +53,9 @@ def _request(ownership: Ownership, subject_id: str = "mallory", scope: Scope = O
     return request
 
 
-def _duties(p: object, request: ApprovalRequest, ownership: Ownership) -> frozenset[Duty]:
-    assert hasattr(p, "bindings")
-    return effective_duties(p, request.scope, ownership)  # type: ignore[arg-type]
+def _duties(p: Principal, request: ApprovalRequest, ownership: Ownership) -> frozenset[Duty]:
+    """What ``p`` may exercise over the request's scope (what the server passes to decide)."""
+    return effective_duties(p, request.scope, ownership)
 
 
 def _sensitive_edit(text: str, old: str, new: str) -> str:

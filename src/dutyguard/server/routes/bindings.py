@@ -110,15 +110,15 @@ def bind(
         ownership = store.ownership_for(conn, [actor, subject], [scope])
         rules = store.current_rules(conn, rt.shipped_rules, rt.roles)
         mitigations = store.mitigations(conn, body.identity)
-        bootstrap = False
+        first_approver = False
         if grants.needs_approval(body.role, rt.roles):
             # anyone ever bound, disabled or not: disabling every approver is not a new installation
             bound = store.anyone_bound(conn, approver_roles(rt))
             window_open = first_approver_window_open(conn)
-            bootstrap = grants.is_bootstrap_binding(
+            first_approver = grants.is_bootstrap_binding(
                 binding, approver_exists=bound, window_open=window_open, roles=rt.roles
             )
-            if not bootstrap:
+            if not first_approver:
                 approvers = store.enabled_holders(conn, approver_roles(rt))
                 pending = _request(
                     rt,
@@ -150,7 +150,7 @@ def bind(
             "mitigated_conflicts": [c.rule.id for c in mitigated],
             "mitigations": [c.mitigation.id for c in mitigated if c.mitigation],
         }
-        if bootstrap:
+        if first_approver:
             # Nobody can approve the first approver: the one-time window, claimed in this transaction
             # (a concurrent first binding loses the claim and is refused, not bound twice).
             if not close_first_approver_window(conn, now, "first approver bound", str(binding)):

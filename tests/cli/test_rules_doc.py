@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from dutyguard.cli import main
+from dutyguard.rules import PACKS, default_registry
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "rules.md"
 
@@ -20,7 +21,6 @@ def test_rules_doc_is_current(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_every_rule_is_in_the_doc_with_its_controls() -> None:
-    from dutyguard.rules import default_registry
 
     text = DOC.read_text(encoding="utf-8")
     for rule in default_registry():
@@ -42,3 +42,41 @@ def test_only_selects_packs_and_refuses_unknown_ones(
     assert rules == {"pss.privileged"}
     assert main(["scan", "--only", "nope", str(tmp_path)]) == 2
     assert "unknown pack 'nope'" in capsys.readouterr().err
+
+
+def test_pack_table_names_every_pack_of_the_registry() -> None:
+    full = default_registry()
+    assert {r.meta.pack for r in full} == set(PACKS)
+    for pack in PACKS:
+        only = default_registry(packs=[pack])
+        assert {r.meta.id for r in only if r.meta.pack == pack} == {
+            r.meta.id for r in full if r.meta.pack == pack
+        }
+        assert len(only) < len(full)  # the other modules were not built
+
+
+def test_only_secrets_neither_imports_nor_runs_the_yaml_and_dockerfile_parsers(tmp_path: Path) -> None:
+    """A secrets-only scan (the common pre-commit hook) starts without the manifest machinery."""
+    import subprocess
+    import sys
+
+    (tmp_path / "pod.yaml").write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\npassword: hunter2\n")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "cfg.ini").write_text("aws_access_key_id = AKIAIOSFODNN7EXAMPL3\n")
+    code = (
+        "import sys\n"
+        "from dutyguard.cli import main\n"
+        f"rc = main(['scan', '--only', 'secrets', '-f', 'json', '-o', {str(tmp_path / 'r.json')!r}, {str(tmp_path)!r}])\n"
+        "loaded = [m for m in ('yaml', 'dutyguard.sources.kubernetes', 'dutyguard.sources.dockerfile') if m in sys.modules]\n"
+        "print(rc, loaded)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "1 []"
+    import json
+
+    report = json.loads((tmp_path / "r.json").read_text())
+    # The manifest is still read as text: its password is found, its Pod is not evaluated.
+    assert {f["rule_id"] for f in report["findings"]} == {
+        "secrets.aws-access-key-id",
+        "secrets.generic-password",
+    }

@@ -260,7 +260,8 @@ def scan(
         metavar="PACK",
         help="Run only the rules of this pack (repeatable): pss-baseline, pss-restricted, k8s, dockerfile, "
         "secrets. Sources no selected rule reads are skipped (--only secrets never parses YAML). "
-        "Not with --state: the signed bundle decides.",
+        "Suppression requests then name only the selected packs' rules. Not with --state: the signed "
+        "bundle decides.",
     ),
     jobs: int = typer.Option(
         0,
@@ -395,14 +396,17 @@ def scan(
             "a trusted key is only used with --state DIR or --server URL", param_hint="--trust"
         )
     else:
-        registry = default_registry(str(secret_rules) if secret_rules else None)
+        try:
+            registry = default_registry(str(secret_rules) if secret_rules else None, packs=only or None)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--only") from None
         policy = Policy(
             pss_level=pss_level,
             fail_on=threshold,
             allowed_registries=tuple(allowed_registry),
             enabled_rules=_pack_selection(registry, only),
         )
-    scanner = Scanner(registry=registry, sources=default_sources(), policy=policy, limits=limits)
+    scanner = Scanner(registry=registry, sources=default_sources(registry), policy=policy, limits=limits)
 
     try:
         with _ProgressDisplay() as progress:

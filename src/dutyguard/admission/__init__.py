@@ -18,8 +18,13 @@ Public interface:
 ``dutyguard.admission.app`` / ``serve``
     the raw ASGI app (``/validate``, ``/healthz``, ``/readyz``, ``/metrics``); ``assemble(WebhookConfig)``
     and ``serve`` (uvicorn over ``tls.ReloadingTLS``).
+``dutyguard.admission.attestations``
+    the optional image rule's index: ``load_index(DIR)`` (``--state`` mode) and
+    ``PulledAttestations`` (pulled with the state, every entry verified, refused as a whole,
+    last verified set kept and cached).
 ``dutyguard.admission.audit``
-    ``AuditShipper``: batched decisions to the control plane, off the request path.
+    ``AuditShipper``: batched decisions to the control plane, off the request path; a batch
+    keeps its id on every retry; 401/403 hold the spool, malformed batches are dropped loudly.
 ``dutyguard.admission.manifest`` / ``certs``
     the Kubernetes objects that run the webhook; a CA and serving certificate.
 

@@ -22,6 +22,11 @@ from dutyguard.admission.tls import ReloadingTLS
 if TYPE_CHECKING:
     import uvicorn
 
+    from dutyguard.admission.attestations import PulledAttestations
+    from dutyguard.admission.metrics import AdmissionMetrics
+    from dutyguard.admission.signed import HttpFetch
+    from dutyguard.trust.keys import Keyring
+
 logger = logging.getLogger("dutyguard.admission")
 
 
@@ -106,6 +111,33 @@ class WebhookConfig:
     max_body_bytes: int = 8 * 1024 * 1024
 
 
+def _pulled_attestations(
+    directory: Path, keyring: Keyring, fetch: HttpFetch, metrics: AdmissionMetrics
+) -> PulledAttestations:
+    """``--require-attestations DIR`` with a control plane: the webhook keeps DIR itself."""
+    from dutyguard.admission.attestations import PULLED_FILE, PulledAttestations
+
+    try:
+        leftovers = sorted(p.name for p in directory.glob("*.dsse.json"))
+    except OSError:
+        leftovers = []
+    if leftovers:
+        logger.warning(
+            "%s: %d envelope file(s) left by `state pull --attestations` are not read: with "
+            "--control-plane the webhook pulls and verifies the attestations itself (%s)",
+            directory,
+            len(leftovers),
+            PULLED_FILE,
+        )
+    return PulledAttestations(
+        keyring,
+        directory / PULLED_FILE,
+        fetch.attestations,
+        metrics=metrics,
+        source=f"{fetch.url.rstrip('/')}{fetch.attestations_path}",
+    )
+
+
 def assemble(config: WebhookConfig) -> AdmissionApp:
     """The webhook application for ``config``: state provider, decider, audit shipper, metrics.
 
@@ -145,14 +177,7 @@ def assemble(config: WebhookConfig) -> AdmissionApp:
 
         keyring = load_trust(list(config.trust))
         index: Callable[[], AttestationIndex | None] | None = None
-        if config.attestations_dir is not None:
-            from dutyguard.admission.attestations import load_index
-
-            att_dir = config.attestations_dir
-
-            def index() -> AttestationIndex | None:
-                return load_index(att_dir, keyring)
-
+        pulled = None
         fetch = None
         cache = config.cache_dir
         if config.control_plane is not None:
@@ -162,6 +187,13 @@ def assemble(config: WebhookConfig) -> AdmissionApp:
                 raise ConfigError("--control-plane needs --cluster NAME")
             token = token_from_file(config.token_file)
             fetch = HttpFetch(config.control_plane, token, ca_file=config.control_plane_ca)
+            if config.attestations_dir is not None:
+                pulled = _pulled_attestations(config.attestations_dir, keyring, fetch, metrics)
+                pulled_index: AttestationIndex = pulled
+
+                def index() -> AttestationIndex | None:
+                    return pulled_index
+
             from dutyguard.admission.audit import AuditOptions, AuditShipper
 
             sink = AuditShipper(
@@ -176,6 +208,14 @@ def assemble(config: WebhookConfig) -> AdmissionApp:
             )
         elif config.state_dir is not None:
             cache = config.state_dir
+            if config.attestations_dir is not None:
+                from dutyguard.admission.attestations import load_index
+
+                att_dir = config.attestations_dir
+
+                def index() -> AttestationIndex | None:
+                    return load_index(att_dir, keyring)
+
         provider = SignedStateProvider(
             keyring,
             registry,
@@ -184,7 +224,17 @@ def assemble(config: WebhookConfig) -> AdmissionApp:
             fetch=fetch,
             refresh_seconds=config.refresh_seconds,
             attestations=index,
+            attestation_pull=pulled,
+            metrics=metrics,
         )
+        if pulled is not None:
+            puller = pulled
+
+            def admitted() -> float | None:
+                n = puller.admitted
+                return None if n is None else float(n)
+
+            metrics.attestations_passing.bind(admitted)
 
     def view_now() -> StateView:
         return provider.current(datetime.now(UTC))

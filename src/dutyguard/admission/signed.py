@@ -30,10 +30,11 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from dutyguard.admission.state import (
     Action,
@@ -52,6 +53,10 @@ from dutyguard.exceptions.model import ExceptionGrant
 from dutyguard.policy.model import ExceptionPolicy, Stage
 from dutyguard.trust._time import format_time
 from dutyguard.trust.keys import Keyring
+
+if TYPE_CHECKING:
+    from dutyguard.admission.attestations import AttestationItem, AttestationLimits, PulledAttestations
+    from dutyguard.admission.metrics import AdmissionMetrics
 from dutyguard.trust.state import (
     BUNDLE_FILE,
     SNAPSHOT_FILE,
@@ -65,6 +70,8 @@ from dutyguard.trust.state import (
 logger = logging.getLogger("dutyguard.admission")
 
 SEEN_FILE = "trusted-state.json"
+POLICY_DOCUMENT = "policy"
+"""The ``document`` label of the pull metrics for the bundle and snapshot (pulled together)."""
 
 Fetch = Callable[[], tuple[bytes, bytes]]
 """Returns the bundle and snapshot envelopes (bytes), or raises :class:`FetchError`."""
@@ -72,6 +79,15 @@ Fetch = Callable[[], tuple[bytes, bytes]]
 
 class FetchError(DutyguardError):
     """The control plane could not be reached or did not answer with the state."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        """The HTTP status the control plane answered with, if it answered."""
+
+
+class TooLargeError(FetchError):
+    """An answer larger than its limit (reading stopped there)."""
 
 
 # --- exceptions at admission --------------------------------------------------------------------
@@ -194,6 +210,8 @@ class SignedStateProvider(StateProvider):
         fetch: Fetch | None = None,
         refresh_seconds: float = 30.0,
         attestations: Callable[[], AttestationIndex | None] | None = None,
+        attestation_pull: PulledAttestations | None = None,
+        metrics: AdmissionMetrics | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.keyring = keyring
@@ -203,6 +221,9 @@ class SignedStateProvider(StateProvider):
         self.fetch = fetch
         self.refresh_seconds = refresh_seconds
         self._attestations = attestations
+        self.attestation_pull = attestation_pull
+        """Gate attestations pulled with the state (``--require-attestations`` with a control plane)."""
+        self.metrics = metrics
         self.clock = clock
         self._enforced: _Enforced | None = None
         self._problem = "no verified policy state yet"
@@ -216,21 +237,25 @@ class SignedStateProvider(StateProvider):
     def current(self, now: datetime) -> StateView:
         enforced = self._enforced
         if enforced is None:
-            return StateView(None, self._problem)
+            return StateView(None, self.problem)
         state = enforced.state
         age = (now - state.verified_at).total_seconds() if state.verified_at else None
         if state.expires_at is not None and now >= state.expires_at:
             why = f"the last verified policy state ({state.short_label}) expired at {format_time(state.expires_at)}"
-            if self._problem:
-                why += f"; {self._problem}"
+            if self.problem:
+                why += f"; {self.problem}"
             return StateView(None, why, age)
-        # In force, but possibly stale: the problem (control plane unreachable, a refused update)
-        # travels with it to /readyz and the audit trail.
-        return StateView(state, self._problem, age)
+        # In force, but possibly stale: the problem (control plane unreachable, a refused update,
+        # gate attestations that could not be refreshed) travels with it to /readyz and the
+        # audit trail.
+        return StateView(state, self.problem, age)
 
     @property
     def problem(self) -> str:
-        return self._problem
+        pull = self.attestation_pull
+        if pull is None or not pull.problem:
+            return self._problem
+        return f"{self._problem}; {pull.problem}" if self._problem else pull.problem
 
     # --- loading ------------------------------------------------------------------------------
     def _seen(self) -> SeenState:
@@ -269,13 +294,24 @@ class SignedStateProvider(StateProvider):
         return True
 
     def refresh(self) -> bool:
-        """Pull, verify and install newer state. True when a new state is now enforced."""
+        """Pull, verify and install newer state (and the gate attestations, when required).
+
+        True when a new policy state is now enforced.
+        """
         if self.fetch is None:
             return False
+        installed = self._refresh_state(self.fetch)
+        if self.attestation_pull is not None:
+            # Independent of the state's outcome: each keeps its last verified version.
+            self.attestation_pull.refresh()
+        return installed
+
+    def _refresh_state(self, fetch: Fetch) -> bool:
         try:
-            bundle, snapshot = self.fetch()
+            bundle, snapshot = fetch()
         except FetchError as e:
             self._set_problem(f"control plane unreachable: {e.diagnostics()}")
+            self._pulled("unauthorized" if e.status in (401, 403) else "unreachable")
             logger.warning("policy state not refreshed: %s", e.diagnostics())
             return False
         self.last_pull_ok = self.clock()
@@ -283,8 +319,10 @@ class SignedStateProvider(StateProvider):
             candidate = self.verify(bundle, snapshot, "control plane")
         except DutyguardError as e:
             self._set_problem(f"state from the control plane refused: {e.diagnostics()}")
+            self._pulled("refused")
             logger.error("policy state from the control plane refused: %s", e.diagnostics())
             return False
+        self._pulled("ok")
         current = self._enforced
         if current is not None and _same(current.state, candidate.state):
             self._set_problem("")
@@ -294,6 +332,14 @@ class SignedStateProvider(StateProvider):
         self._install(candidate, persist=True)
         self.refreshes += 1
         return True
+
+    def _pulled(self, result: str) -> None:
+        m = self.metrics
+        if m is None:
+            return
+        m.state_pulls.inc(POLICY_DOCUMENT, result)
+        last = m.state_pull_last_success if result == "ok" else m.state_pull_last_failure
+        last.set(POLICY_DOCUMENT, value=self.clock().timestamp())
 
     def _extend(self, candidate: _Enforced) -> None:
         # The same versions re-verified: a new verification time (and possibly later expiry).
@@ -330,6 +376,9 @@ class SignedStateProvider(StateProvider):
 
     # --- background ---------------------------------------------------------------------------
     def start(self) -> None:
+        pull = self.attestation_pull
+        if pull is not None and pull.admitted is None:
+            pull.load_cache()
         if self._enforced is None:
             self.load_cache()
         if self.fetch is None or self._thread is not None:
@@ -371,12 +420,17 @@ def _read(path: Path) -> bytes:
 # --- pulling over HTTPS -------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class HttpFetch:
-    """GET the two envelopes from the control plane with the ``cluster`` identity's token."""
+    """GET the signed state from the control plane with the ``cluster`` identity's token.
+
+    Calling it returns the two envelopes; :meth:`attestations` pages through the attestation
+    list. Every body is counted while it streams in and refused past its limit.
+    """
 
     url: str
     token: Callable[[], str]
     bundle_path: str = "/api/v1/state/bundle"
     snapshot_path: str = "/api/v1/state/exceptions"
+    attestations_path: str = "/api/v1/state/attestations"
     ca_file: str | None = None
     timeout_seconds: float = 10.0
 
@@ -385,26 +439,76 @@ class HttpFetch:
 
         from dutyguard.trust.dsse import MAX_ENVELOPE_BYTES
 
-        verify: str | bool = self.ca_file if self.ca_file else True
-        headers = {"Authorization": f"Bearer {self.token()}", "Accept": "application/json"}
-        out: list[bytes] = []
         try:
-            with httpx.Client(base_url=self.url, timeout=self.timeout_seconds, verify=verify) as client:
-                for path in (self.bundle_path, self.snapshot_path):
-                    with client.stream("GET", path, headers=headers) as r:
-                        if r.status_code != 200:
-                            raise FetchError(f"GET {path} answered HTTP {r.status_code}")
-                        chunks: list[bytes] = []
-                        size = 0
-                        for chunk in r.iter_bytes():
-                            size += len(chunk)
-                            if size > MAX_ENVELOPE_BYTES:
-                                raise FetchError(f"GET {path}: larger than {MAX_ENVELOPE_BYTES} bytes")
-                            chunks.append(chunk)
-                        out.append(b"".join(chunks))
+            with self._client() as client:
+                headers = self._headers()
+                bundle = _get(client, self.bundle_path, headers, MAX_ENVELOPE_BYTES)
+                snapshot = _get(client, self.snapshot_path, headers, MAX_ENVELOPE_BYTES)
         except httpx.HTTPError as e:
             raise FetchError(f"{type(e).__name__}: {e}") from None
-        return out[0], out[1]
+        return bundle, snapshot
+
+    def attestations(self, limits: AttestationLimits | None = None) -> Iterator[AttestationItem]:
+        """Every entry of ``GET /state/attestations``, page by page (nothing here is trusted)."""
+        import httpx
+
+        from dutyguard.admission.attestations import DEFAULT_LIMITS, parse_page
+        from dutyguard.errors import LimitExceeded
+        from dutyguard.trust.errors import MalformedError
+
+        lim = limits or DEFAULT_LIMITS
+        source = f"{self.url.rstrip('/')}{self.attestations_path}"
+        cursors: set[str] = set()
+        cursor: str | None = None
+        try:
+            with self._client() as client:
+                headers = self._headers()
+                for _ in range(lim.max_pages):
+                    params: dict[str, Any] = {"limit": lim.page_size}
+                    if cursor is not None:
+                        params["cursor"] = cursor
+                    try:
+                        data = _get(client, self.attestations_path, headers, lim.max_page_bytes, params)
+                    except TooLargeError as e:  # an answer, and not one to trust: refused
+                        raise LimitExceeded(source, e.diagnostics()) from None
+                    items, cursor = parse_page(data, source, lim.page_size)
+                    yield from items
+                    if cursor is None:
+                        return
+                    if cursor in cursors:
+                        raise MalformedError(source, "the list's cursors go round in a loop")
+                    cursors.add(cursor)
+        except httpx.HTTPError as e:
+            raise FetchError(f"{type(e).__name__}: {e}") from None
+        raise LimitExceeded(source, f"more than {lim.max_pages} pages")
+
+    def _client(self) -> Any:
+        import httpx
+
+        from dutyguard.admission.tls import client_verify
+
+        return httpx.Client(
+            base_url=self.url, timeout=self.timeout_seconds, verify=client_verify(self.ca_file)
+        )
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token()}", "Accept": "application/json"}
+
+
+def _get(
+    client: Any, path: str, headers: dict[str, str], limit: int, params: dict[str, Any] | None = None
+) -> bytes:
+    with client.stream("GET", path, headers=headers, params=params) as r:
+        if r.status_code != 200:
+            raise FetchError(f"GET {path} answered HTTP {r.status_code}", r.status_code)
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in r.iter_bytes():
+            size += len(chunk)
+            if size > limit:
+                raise TooLargeError(f"GET {path}: larger than {limit} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
 
 
 def token_from_file(path: Path) -> Callable[[], str]:

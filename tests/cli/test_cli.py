@@ -392,3 +392,24 @@ def test_progress_stays_silent_off_a_terminal(monkeypatch: pytest.MonkeyPatch) -
     with scan_cmd._ProgressDisplay() as progress:
         progress("a.yaml")
     assert plain.getvalue() == ""
+
+
+def test_command_table_is_the_whole_tree_and_a_scan_builds_only_itself() -> None:
+    """A run registers only its own command's module; the table that says which module builds
+    which command must therefore list every command of the full tree, or that command vanishes."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, typer.main\n"
+        "from dutyguard import cli\n"
+        "cli.main(['scan', '--help'])\n"
+        "partial = sorted(m for m in sys.modules if m.startswith('dutyguard.cli.'))\n"
+        "cli._register()\n"
+        "full = sorted(typer.main.get_command(cli.app).commands)\n"
+        "print(partial); print(full); print(sorted(cli.COMMANDS))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    partial, full, table = out.splitlines()[-3:]
+    assert partial == "['dutyguard.cli.scan_cmd']"
+    assert full == table

@@ -217,13 +217,14 @@ class ListStub:
 
     def __init__(self) -> None:
         self.pages: dict[str, bytes] = {}
+        self.status = 200
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 q = parse_qs(urlparse(self.path).query)
-                body = stub.pages.get(q.get("cursor", [""])[0])
-                self.send_response(200 if body is not None else 404)
+                body = stub.pages.get(q.get("cursor", [""])[0]) if stub.status == 200 else b""
+                self.send_response(stub.status if body is not None else 404)
                 self.send_header("Content-Length", str(len(body or b"")))
                 self.end_headers()
                 self.wfile.write(body or b"")
@@ -328,3 +329,16 @@ def test_an_oversized_page_is_refused_while_it_streams(stub: ListStub, tmp_path:
     assert p.refresh() is False
     assert "larger than 1000 bytes" in p.problem and "refused" in p.problem
     assert p.admitted is None  # never a set: nothing admitted by this rule
+
+
+def test_a_refused_token_keeps_the_last_set_and_says_why(stub: ListStub, tmp_path: Path) -> None:
+    cp = ControlPlane()
+    good = "a1" * 32
+    stub.page("", [(WEB + good, attestation(cp, good))])
+    p = _pulled(cp, stub, tmp_path)
+    assert p.refresh() is True
+    stub.status = 401
+    assert p.refresh() is False
+    assert "HTTP 401" in p.problem
+    assert p.passing(f"sha256:{good}")
+    assert p.metrics is not None and p.metrics.state_pulls.value("attestations", "unauthorized") == 1

@@ -19,6 +19,10 @@ Invariants:
   until expiry; the record of versions seen lives beside them, so a restarted webhook refuses
   an older state than the one it already enforced.
 
+With ``--require-attestations`` the same refresh pulls the gate attestations
+(:class:`~dutyguard.admission.attestations.PulledAttestations`), which keep their own last
+verified set under the same rules; a problem with either is reported with the state.
+
 Exceptions use the gate's matcher (:mod:`dutyguard.exceptions.matcher`); its index is built per
 app / image-digest group at load time, so a request costs a few dictionary lookups.
 """
@@ -53,10 +57,6 @@ from dutyguard.exceptions.model import ExceptionGrant
 from dutyguard.policy.model import ExceptionPolicy, Stage
 from dutyguard.trust._time import format_time
 from dutyguard.trust.keys import Keyring
-
-if TYPE_CHECKING:
-    from dutyguard.admission.attestations import AttestationItem, AttestationLimits, PulledAttestations
-    from dutyguard.admission.metrics import AdmissionMetrics
 from dutyguard.trust.state import (
     BUNDLE_FILE,
     SNAPSHOT_FILE,
@@ -66,6 +66,10 @@ from dutyguard.trust.state import (
     VerifiedBundle,
     VerifiedSnapshot,
 )
+
+if TYPE_CHECKING:
+    from dutyguard.admission.attestations import AttestationItem, AttestationLimits, PulledAttestations
+    from dutyguard.admission.metrics import AdmissionMetrics
 
 logger = logging.getLogger("dutyguard.admission")
 

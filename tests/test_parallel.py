@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import os
+import json
+import pickle
+import subprocess
+import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,22 +29,39 @@ TREES = (
 )
 
 
-@pytest.fixture
-def always_fork(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Any scan with jobs > 1 forks; returns the pids of the workers forked."""
-    monkeypatch.setattr(engine, "PARALLEL_MIN_FILES", 0)
-    monkeypatch.setattr(engine, "PARALLEL_MIN_BYTES", 0)
-    forked: list[int] = []
-    real_fork = os.fork
+_CHILD = """
+import json, os, pickle, sys
+from dutyguard import engine, parallel
+from tests.conftest import make_scanner
+engine.PARALLEL_MIN_FILES = engine.PARALLEL_MIN_BYTES = 0
+forked = []
+real_fork = os.fork
+def counting_fork():
+    pid = real_fork()
+    if pid:
+        forked.append(pid)
+    return pid
+os.fork = counting_fork
+{setup}
+paths, jobs = json.loads(sys.argv[1]), int(sys.argv[2])
+assert parallel.can_fork()
+report = make_scanner().scan(paths, jobs=jobs)
+sys.stdout.buffer.write(pickle.dumps((report, len(forked))))
+"""
 
-    def fork() -> int:
-        pid = real_fork()
-        if pid:
-            forked.append(pid)
-        return pid
 
-    monkeypatch.setattr(os, "fork", fork)
-    return forked
+def _forked_scan(paths: list[str], jobs: int, setup: str = "") -> tuple[ScanReport, int]:
+    """A scan in a fresh interpreter: forking needs a process with one thread, and a test
+    process may hold threads other tests left behind (then the scan quietly stays serial)."""
+    code = _CHILD.format(setup=setup)
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(paths), str(jobs)], capture_output=True, cwd=root, check=False
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    report, forks = pickle.loads(proc.stdout)
+    assert isinstance(report, ScanReport)
+    return report, forks
 
 
 def _paths(shared_data: Path) -> list[str]:
@@ -55,61 +74,71 @@ def _scan(paths: list[str], jobs: int, policy: Policy | None = None) -> ScanRepo
     return make_scanner(policy).scan(paths, jobs=jobs)
 
 
-@pytest.mark.skipif(not parallel.can_fork(), reason="fork workers are Linux-only")
-def test_forked_scan_equals_one_process(shared_data: Path, always_fork: list[int]) -> None:
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork workers are Linux-only")
+
+
+@linux_only
+def test_forked_scan_equals_one_process(shared_data: Path) -> None:
     paths = _paths(shared_data)
     serial = _scan(paths, jobs=1)
-    assert not always_fork
     assert serial.findings and serial.errors and serial.suppression_requests  # every list exercised
     for jobs in (2, 3):
-        assert _scan(paths, jobs=jobs) == serial
-    assert len(always_fork) == 1 + 2  # one worker beside this process, then two
+        report, forks = _forked_scan(paths, jobs)
+        assert forks == jobs - 1  # the workers beside the scanning process itself
+        assert report == serial
 
 
-@pytest.mark.skipif(not parallel.can_fork(), reason="fork workers are Linux-only")
-def test_forked_scan_keeps_the_policy(shared_data: Path, always_fork: list[int]) -> None:
+@linux_only
+def test_forked_scan_keeps_the_policy(shared_data: Path) -> None:
     paths = _paths(shared_data)
+    setup = (
+        "from dutyguard.core.policy import Policy, PSSLevel\n"
+        "import tests.conftest as c\n"
+        "_make = c.make_scanner\n"
+        "make_scanner = lambda: _make(Policy(pss_level=PSSLevel.BASELINE, enabled_rules=frozenset({'pss.privileged'})))\n"
+    )
+    report, forks = _forked_scan(paths, 2, setup)
+    assert forks == 1
     policy = Policy(pss_level=PSSLevel.BASELINE, enabled_rules=frozenset({"pss.privileged"}))
-    report = _scan(paths, jobs=2, policy=policy)
     assert report == _scan(paths, jobs=1, policy=policy)
     assert {f.rule_id for f in report.findings} == {"pss.privileged"}
 
 
-@pytest.mark.skipif(not parallel.can_fork(), reason="fork workers are Linux-only")
-def test_a_worker_that_dies_is_redone_not_dropped(
-    shared_data: Path, always_fork: list[int], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@linux_only
+def test_a_worker_that_dies_is_redone_not_dropped(shared_data: Path) -> None:
     paths = _paths(shared_data)
-    serial = _scan(paths, jobs=1)
-    parent = os.getpid()
+    setup = (
+        "parent = os.getpid()\n"
+        "def die(outcomes):\n"
+        "    os.kill(os.getpid(), 9)  # what the OOM killer does\n"
+        "engine._encode = die\n"
+    )
+    report, forks = _forked_scan(paths, 2, setup)
+    assert forks == 1
+    assert report == _scan(paths, jobs=1)
 
-    def die(outcomes: list[object]) -> bytes:
-        if os.getpid() != parent:
-            os.kill(os.getpid(), 9)  # what the OOM killer does
-        raise AssertionError("the parent never encodes")
 
-    monkeypatch.setattr(engine, "_encode", die)
-    assert _scan(paths, jobs=2) == serial
-
-
-@pytest.mark.skipif(not parallel.can_fork(), reason="fork workers are Linux-only")
-def test_a_truncated_worker_result_is_redone(
-    shared_data: Path, always_fork: list[int], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@linux_only
+def test_a_truncated_worker_result_is_redone(shared_data: Path) -> None:
     """A child that exits 0 without its end marker (cut short) is not believed."""
     paths = _paths(shared_data)
-    serial = _scan(paths, jobs=1)
+    setup = (
+        "def cut_short(fd, share, work):\n"
+        "    payload = work(share)\n"
+        "    os.write(fd, payload[: len(payload) // 2])\n"
+        "    os._exit(0)\n"
+        "parallel._child = cut_short\n"
+    )
+    report, forks = _forked_scan(paths, 2, setup)
+    assert forks == 1
+    assert report == _scan(paths, jobs=1)
 
-    def cut_short(fd: int, share: object, work: Callable[[object], bytes]) -> None:
-        payload = work(share)
-        os.write(fd, payload[: len(payload) // 2])
-        os._exit(0)
 
-    monkeypatch.setattr(parallel, "_child", cut_short)
-    assert _scan(paths, jobs=2) == serial
-
-
-def test_no_fork_while_another_thread_runs(shared_data: Path, always_fork: list[int]) -> None:
+def test_no_fork_while_another_thread_runs(shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "PARALLEL_MIN_FILES", 0)
+    monkeypatch.setattr(engine, "PARALLEL_MIN_BYTES", 0)
+    calls: list[int] = []
+    monkeypatch.setattr(parallel, "fork_map", lambda *a: calls.append(1))
     paths = _paths(shared_data)
     stop = threading.Event()
     t = threading.Thread(target=stop.wait)
@@ -117,10 +146,10 @@ def test_no_fork_while_another_thread_runs(shared_data: Path, always_fork: list[
     try:
         assert not parallel.can_fork()
         report = _scan(paths, jobs=2)
-        assert always_fork == []
     finally:
         stop.set()
         t.join()
+    assert calls == []
     assert report == _scan(paths, jobs=1)
 
 

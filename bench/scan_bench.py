@@ -119,6 +119,10 @@ def render(results: list[Result], meta: dict[str, str]) -> str:
     for r in results:
         base = ours.get(r.scenario)
         ratio = f"{r.median / base.median:.1f}x" if base and r.tool != "dutyguard" else "—"
+        like = ours.get(f"{r.scenario} (k8s rules)")
+        if like and r.tool != "dutyguard":
+            # The peers run their Kubernetes checks only: the like-for-like ratio is against ours.
+            ratio += f" ({r.median / like.median:.1f}x vs k8s rules)"
         lines.append(
             f"| {r.scenario} | {r.tool} | {r.files} | {r.median:.2f} | {r.files / r.median:.1f} | {ratio} | {r.peak_rss_mb:.0f} |"
         )

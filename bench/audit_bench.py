@@ -15,6 +15,9 @@ Scenarios (entries/s, median of ``--runs``):
 - ``batch100``: 100 entries per transaction, one writer — a bulk import or a worker draining a queue;
 - ``4 procs``: four OS processes, one entry per transaction each, at once (PostgreSQL only: the
   chain's advisory lock serialises them, so this shows the contention cost, not a speed-up);
+- ``bare insert``: the ceiling, not dutyguard (PostgreSQL only): one row of the same size per
+  transaction into a table with the same two indexes, straight through psycopg (BEGIN, INSERT,
+  COMMIT; no chain, no lock, no SQLAlchemy, no event validation), with the same durability;
 - ``verify``: ``verify_export`` of a file of ``--verify-entries`` entries with its checkpoints;
 - ``verify tail``: the same file checked without checkpoints covering it (every entry parsed
   strictly, the worst case for entries written since the last checkpoint);
@@ -154,6 +157,28 @@ def concurrent_run(url: str, n: int, procs: int) -> float:
     return time.perf_counter() - t0
 
 
+def bare_run(url: str, n: int) -> float:
+    """``n`` one-row transactions through psycopg alone: what this machine and server allow."""
+    import psycopg
+
+    dsn = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    body = event(0).details_json().decode() * 4  # about the size of an entry row
+    with psycopg.connect(dsn) as c:
+        c.execute("DROP TABLE IF EXISTS audit_bench_bare")
+        c.execute(
+            "CREATE TABLE audit_bench_bare (seq bigint PRIMARY KEY, prev text UNIQUE, body text NOT NULL)"
+        )
+        c.commit()
+        t0 = time.perf_counter()
+        for i in range(n):
+            c.execute("INSERT INTO audit_bench_bare VALUES (%s, %s, %s)", (i, f"{i:064x}", body))
+            c.commit()
+        took = time.perf_counter() - t0
+        c.execute("DROP TABLE audit_bench_bare")
+        c.commit()
+    return took
+
+
 def bench_appends(label: str, url: str, args: argparse.Namespace, signer: Signer) -> list[Result]:
     out = []
     engine = fresh_engine(url)
@@ -164,6 +189,7 @@ def bench_appends(label: str, url: str, args: argparse.Namespace, signer: Signer
     ]
     if label == "postgresql":
         scenarios.append(("4 procs", lambda: concurrent_run(url, args.entries, 4)))
+        scenarios.append(("bare insert", lambda: bare_run(url, args.entries)))
     for name, fn in scenarios:
         runs = []
         for _ in range(args.runs):
@@ -173,7 +199,7 @@ def bench_appends(label: str, url: str, args: argparse.Namespace, signer: Signer
         n = args.entries * 5 if name == "batch100" else args.entries
         r = Result(name, label, n, runs)
         print(
-            f"  append {name:9} {r.rate:9,.0f} entries/s median, {r.best:9,.0f} best"
+            f"  append {name:11} {r.rate:9,.0f} entries/s median, {r.best:9,.0f} best"
             f"  (runs: {', '.join(f'{x:.2f}s' for x in runs)})",
             flush=True,
         )

@@ -63,6 +63,18 @@ _HAS_FUNCTION: Final = "dutyguard.audit.chain_function"
 _APPEND_CALL: Final = "SELECT * FROM dutyguard_audit_append(%s, %s, %s, %s, %s, %s, %s, %s, %s)"
 _READ_BATCH = 2000
 
+_WRITTEN: set[bytes] = set()
+"""Hashes of entries this process appended (from validated events): the checkpointer need not
+parse those again (see :func:`checkpoint`). Bounded: emptied when full, which costs only parses."""
+_WRITTEN_MAX: Final = 8192
+
+
+def _wrote(entry_hash: str) -> None:
+    if len(_WRITTEN) >= _WRITTEN_MAX:
+        _WRITTEN.clear()
+    _WRITTEN.add(bytes.fromhex(entry_hash))
+
+
 _E = audit_entries.c
 _C = audit_checkpoints.c
 _HEAD = sa.select(_E.seq, _E.entry_hash).order_by(_E.seq.desc()).limit(1)
@@ -204,6 +216,7 @@ def append(conn: Connection, event: AuditEvent, now: datetime) -> AuditEntry:
         },
     )
     _remember(conn, _State(Head(seq, entry_hash), state.checkpointed, state.checkpoint_ts))
+    _wrote(entry_hash)
     return AuditEntry(seq=seq, ts=ts, event=event, prev_hash=prev_hash, entry_hash=entry_hash)
 
 
@@ -228,34 +241,61 @@ def _has_chain_function(conn: Connection) -> bool:
 def _append_on_server(
     conn: Connection, event: AuditEvent, ts: str, roles_json: bytes, details_json: bytes, event_part: bytes
 ) -> AuditEntry:
+    params = (
+        ts,
+        event.actor,
+        roles_json.decode("utf-8"),
+        event.action,
+        event.object,
+        event.outcome.value,
+        event.state_digest,
+        details_json.decode("utf-8"),
+        event_part,
+    )
     try:
-        result = conn.exec_driver_sql(
-            _APPEND_CALL,
-            (
-                ts,
-                event.actor,
-                roles_json.decode("utf-8"),
-                event.action,
-                event.object,
-                event.outcome.value,
-                event.state_digest,
-                details_json.decode("utf-8"),
-                event_part,
-            ),
-        )
+        row = _call_chain_step(conn, params)
     except sa.exc.DBAPIError:
         # This transaction is lost either way; if the function was dropped, the next one looks
         # again and does the chain step itself.
         conn.info.pop(_HAS_FUNCTION, None)
         raise
-    row = result.one()
+    if row is None:
+        raise AuditIntegrityError("the chain-step function returned no row")
     seq, prev_hash, entry_hash = int(row[0]), str(row[1]), str(row[2])
     # The database hashed the leaf; check it here, where the format is defined. A difference
     # means the head it linked to is not what append would have written (a tampered row).
     if leaf_hash(chain_bytes(prev_hash, seq) + event_part).hex() != entry_hash:
         raise AuditIntegrityError(f"the database linked entry {seq} to a head that does not hash as written")
     _remember(conn, _State(Head(seq, entry_hash), int(row[3] or 0), None if row[4] is None else str(row[4])))
+    _wrote(entry_hash)
     return AuditEntry(seq=seq, ts=ts, event=event, prev_hash=prev_hash, entry_hash=entry_hash)
+
+
+def _call_chain_step(conn: Connection, params: tuple[object, ...]) -> Any:
+    """The chain-step call on the driver's own cursor, inside the caller's transaction.
+
+    This runs while the chain's lock is held (from the call until COMMIT), so it skips
+    SQLAlchemy's per-statement result machinery; driver errors are wrapped as SQLAlchemy
+    would wrap them, so callers see the same exception types either way.
+    """
+    dbapi = conn.connection.driver_connection
+    error: type[Exception] = conn.dialect.loaded_dbapi.Error
+    try:
+        cur = dbapi.cursor()  # type: ignore[union-attr]
+        try:
+            cur.execute(_APPEND_CALL, params)
+            return cur.fetchone()
+        finally:
+            cur.close()
+    except error as e:
+        raise sa.exc.DBAPIError.instance(
+            _APPEND_CALL,
+            params,
+            e,
+            error,
+            hide_parameters=conn.engine.hide_parameters,
+            dialect=conn.dialect,
+        ) from e
 
 
 # -- reading rows back --------------------------------------------------------------------------
@@ -289,6 +329,24 @@ def row_leaf(row: Any) -> bytes:
         outcome=str(row.outcome),
         state_digest=None if row.state_digest is None else str(row.state_digest),
         details_json=_single_line_json(str(row.details)),
+    )
+
+
+def _stored_leaf(row: Any) -> bytes:
+    """The leaf exactly as the columns spell it, for the checkpointer: unlike :func:`row_leaf` it
+    does not quote what is not single-line JSON (that leaf is refused by its hash or by
+    ``parse_leaf`` either way), which spares two JSON parses per entry."""
+    return leaf_bytes(
+        seq=int(row.seq),
+        prev_hash=str(row.prev_hash),
+        ts=str(row.ts),
+        actor=str(row.actor),
+        roles_json=str(row.roles).encode("utf-8", "surrogatepass"),
+        action=str(row.action),
+        object_=str(row.object),
+        outcome=str(row.outcome),
+        state_digest=None if row.state_digest is None else str(row.state_digest),
+        details_json=str(row.details).encode("utf-8", "surrogatepass"),
     )
 
 
@@ -376,6 +434,11 @@ def checkpoint(conn: Connection, signer: Signer, now: datetime) -> SignedCheckpo
     Every entry since the previous checkpoint is rebuilt from its columns, hashed, linked and
     strictly parsed first; the previous checkpoint's signature (when it is ours) and its stored
     frontier are checked against each other. Any mismatch raises :class:`AuditIntegrityError`.
+
+    The parse is skipped for an entry whose rebuilt leaf hashes to one this process appended: the
+    bytes are then the ones :func:`append` built from a validated :class:`AuditEvent` (SHA-256
+    does not collide), and the chain fields are checked here by the link and sequence checks
+    anyway. Entries written by other processes are parsed. (It is most of a checkpoint's cost.)
     """
     state = _lock(conn)
     h = state.head
@@ -406,14 +469,15 @@ def checkpoint(conn: Connection, signer: Signer, now: datetime) -> SignedCheckpo
         seq = int(r.seq)
         if seq != expected:
             raise AuditIntegrityError(f"audit entries {expected}..{seq - 1} are missing")
-        leaf = row_leaf(r)
+        leaf = _stored_leaf(r)
         digest = leaf_hash(leaf)
         if digest.hex() != r.entry_hash or r.prev_hash != prev_hash:
             raise AuditIntegrityError(f"audit entry {seq} does not match its hash or its predecessor")
-        try:
-            parse_leaf(leaf)
-        except AuditError as e:
-            raise AuditIntegrityError(f"audit entry {seq} is malformed: {e}") from None
+        if digest not in _WRITTEN:
+            try:
+                parse_leaf(leaf)
+            except AuditError as e:
+                raise AuditIntegrityError(f"audit entry {seq} is malformed: {e}") from None
         frontier.append(digest)
         prev_hash = r.entry_hash
         expected += 1

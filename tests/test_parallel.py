@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -123,7 +124,7 @@ def test_a_truncated_worker_result_is_redone(shared_data: Path) -> None:
     """A child that exits 0 without its end marker (cut short) is not believed."""
     paths = _paths(shared_data)
     setup = (
-        "def cut_short(fd, share, work):\n"
+        "def cut_short(fd, share, work, parent):\n"
         "    payload = work(share)\n"
         "    os.write(fd, payload[: len(payload) // 2])\n"
         "    os._exit(0)\n"
@@ -172,3 +173,46 @@ def test_shares_cover_every_input_once_and_balance(sizes: list[int], n: int) -> 
     loads = [sum(max(sizes[i], 1) for i in s) for s in shares]
     # Largest first into the lightest share: none exceeds the average by more than one input.
     assert max(loads) <= sum(loads) / n + max([*sizes, 1])
+
+
+@linux_only
+def test_workers_die_with_a_killed_scan(shared_data: Path) -> None:
+    """A cancelled CI job (SIGKILL) must not leave workers scanning on."""
+    import signal
+    import time
+
+    setup = (
+        "def slow(outcomes):\n"
+        "    import time; time.sleep(60)\n"
+        "engine._encode = slow\n"
+        "_fork = os.fork\n"
+        "def announce():\n"
+        "    pid = _fork()\n"
+        "    if pid:\n"
+        "        print(pid, flush=True)\n"
+        "    return pid\n"
+        "os.fork = announce\n"
+    )
+    code = _CHILD.format(setup=setup)
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, json.dumps(_paths(shared_data)), "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        cwd=root,
+    )
+    assert proc.stdout is not None
+    worker = int(proc.stdout.readline())
+    os.kill(worker, 0)  # alive, sleeping in its share
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        # Reap it if it became our child (it does not: it is re-parented to init).
+        time.sleep(0.05)
+    os.kill(worker, signal.SIGKILL)
+    raise AssertionError(f"worker {worker} outlived its killed parent")

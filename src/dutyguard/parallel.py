@@ -72,6 +72,7 @@ def fork_map(
     Returns this process's result and each other share's bytes (``None`` when its child failed).
     """
     children: list[tuple[int, int]] = []
+    parent = os.getpid()
     try:
         for share in shares[1:]:
             fd = os.memfd_create("dutyguard-share", os.MFD_CLOEXEC)
@@ -79,7 +80,7 @@ def fork_map(
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child, which never returns
-                _child(fd, share, in_child)
+                _child(fd, share, in_child, parent)
             children.append((pid, fd))
         mine = here(shares[0])
         return mine, [_collect(pid, fd) for pid, fd in children]
@@ -95,11 +96,27 @@ def fork_map(
             os.close(fd)
 
 
-def _child(fd: int, share: T, work: Callable[[T], bytes]) -> None:  # pragma: no cover - child only
+def _die_with(parent: int) -> None:  # pragma: no cover - child only
+    """A CI job cancelled with SIGKILL/SIGTERM must not leave workers scanning on (Linux:
+    ``PR_SET_PDEATHSIG``); a parent already gone by now means nobody waits for this share."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _child(
+    fd: int, share: T, work: Callable[[T], bytes], parent: int
+) -> None:  # pragma: no cover - child only
     code = 1
     try:
         # The parent decides about interruptions; a child just dies with it.
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        _die_with(parent)
         payload = work(share)
         view = memoryview(payload + _DONE)
         while view:

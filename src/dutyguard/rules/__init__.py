@@ -13,6 +13,7 @@ PACKS: Mapping[str, str] = {
     "k8s": "workload",
     "dockerfile": "dockerfile",
     "secrets": "secrets",
+    "rbac": "rbac",
 }
 """Every pack and the module (in ``dutyguard.rules``) that builds it, in registry order: a scan
 limited to some packs imports only their modules (``--only secrets`` never loads YAML)."""

@@ -7,6 +7,7 @@ which any route lacks an access declaration (default deny, checked before servin
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from dutyguard import __version__
 from dutyguard.audit.errors import AuditError
 from dutyguard.errors import GovernanceError, InputError
 from dutyguard.server import problems
+from dutyguard.server.auditing import seal_quiet_tail
 from dutyguard.server.authz import check_declarations
 from dutyguard.server.middleware import BodyLimitMiddleware
 from dutyguard.server.routes import (
@@ -56,9 +58,13 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         rt.notifier.start()
+        timer = asyncio.create_task(_checkpoint_timer(rt))
         try:
             yield
         finally:
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
             rt.notifier.close()
 
     app = FastAPI(
@@ -83,6 +89,21 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=rt.settings.max_body_bytes, larger=LARGER_BODIES)
     check_declarations(app)
     return app
+
+
+async def _checkpoint_timer(rt: Runtime) -> None:
+    """Seals a quiet trail: entries are covered by a signed checkpoint at most
+    ``checkpoint_max_age`` (plus half of it) after they were written, however little else happens."""
+    interval = max(rt.settings.checkpoint_max_age.total_seconds() / 2, 0.025)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            size = await asyncio.to_thread(seal_quiet_tail, rt)
+        except Exception:  # a failed seal is retried next round; a request would show the cause
+            logger.exception("audit checkpoint timer could not sign a checkpoint")
+            continue
+        if size is not None:
+            logger.debug("audit checkpoint timer signed the trail up to entry %d", size)
 
 
 def _install_domain_handlers(app: FastAPI) -> None:

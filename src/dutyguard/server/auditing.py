@@ -92,3 +92,13 @@ def record_refusal(
             outcome=Outcome.REFUSED,
             details=details,
         )
+
+
+def seal_quiet_tail(rt: Runtime) -> int | None:
+    """Sign a checkpoint over entries waiting longer than ``checkpoint_max_age`` (the server's
+    timer calls this); returns the size it signed, or ``None`` when nothing was due."""
+    with rt.db.write() as conn:
+        signed = audit_log.maybe_checkpoint(
+            conn, rt.signer, rt.settings.checkpoint_every, rt.now(), max_age=rt.settings.checkpoint_max_age
+        )
+    return None if signed is None else signed.checkpoint.size

@@ -49,6 +49,9 @@ class Settings:
     """Failed authentications allowed per source address per minute before 429."""
     checkpoint_every: int = 256
     """Sign an audit checkpoint after this many entries."""
+    checkpoint_max_age: timedelta = timedelta(minutes=1)
+    """...and at the latest this long after an entry was written: a quiet trail is not left
+    unsigned (a background timer seals it)."""
     breakglass_max: timedelta = timedelta(hours=4)
     approval_ttl: timedelta = timedelta(days=7)
     page_max: int = 500
@@ -68,6 +71,8 @@ class Settings:
             raise ConfigError("auth failure limit must be at least 1 per minute")
         if self.checkpoint_every < 1:
             raise ConfigError("checkpoint interval must be at least 1 entry")
+        if not timedelta(seconds=0.05) <= self.checkpoint_max_age <= timedelta(days=1):
+            raise ConfigError("checkpoint max age must be between 50 ms and one day")
         if self.notify_timeout_s <= 0 or self.notify_timeout_s > 30:
             raise ConfigError("notification timeout must be between 0 and 30 seconds")
         if self.notify_webhook is not None:

@@ -408,6 +408,7 @@ def test_a_view_binding_is_not_reported() -> None:
         ("- {kind: User, name: 'system:anonymous'}\n", "rbac.binding-anonymous"),
         ("- {kind: Group, name: 'system:masters'}\n", "rbac.binding-system-masters"),
         ("- {kind: Group, name: 'system:authenticated'}\n", "rbac.binding-all-authenticated"),
+        ("- {kind: Group, name: 'system:serviceaccounts'}\n", "rbac.binding-all-authenticated"),
         (
             "- {kind: ServiceAccount, name: default, namespace: shop}\n",
             "rbac.binding-default-service-account",

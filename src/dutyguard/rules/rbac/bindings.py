@@ -155,7 +155,8 @@ class AllAuthenticatedBinding(_SubjectRule):
         severity=Severity.HIGH,
         description=(
             "system:authenticated is every identity with any valid credential: every service account token "
-            "of every pod, and on GKE any Google account."
+            "of every pod, and on GKE any Google account; system:serviceaccounts is every service account "
+            "of every namespace."
         ),
         remediation="Bind the groups or service accounts that need the role.",
         controls=("nist-800-190:4.3.2", *BASE_CONTROLS),
@@ -163,7 +164,7 @@ class AllAuthenticatedBinding(_SubjectRule):
         tags=("rbac", "r21"),
         equivalents={"trivy": ("KSV01011", "KSV-01011")},
     )
-    names = frozenset({"system:authenticated"})
+    names = frozenset({"system:authenticated", "system:serviceaccounts"})
     why = "every pod's service account and every user with any credential gets it"
 
 

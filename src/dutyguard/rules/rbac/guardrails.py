@@ -20,7 +20,6 @@ from dutyguard.rules.rbac._capability import (
     PACK,
     Access,
     Capability,
-    CapabilityRule,
     Match,
     Target,
     capability_rule,
@@ -175,7 +174,7 @@ class ActAndErase(Rule[K8sObject]):
 
 
 def rules() -> list[Rule[K8sObject]]:
-    out: list[Rule[K8sObject]] = [
+    return [
         capability_rule(
             id="rbac.webhook-config-write",
             title="Role can change admission webhook configurations",
@@ -239,7 +238,3 @@ def rules() -> list[Rule[K8sObject]]:
         ),
         ActAndErase(),
     ]
-    return out
-
-
-__all__ = ["ACTS", "AUDIT", "CapabilityRule", "act_matches", "rules"]

@@ -170,8 +170,8 @@ def main() -> int:
     print("manifests:", n_manifests, "files; mixed:", n_mixed, "files", flush=True)
     dg = [str(DUTYGUARD), "scan"]
     to_null = ["-f", "json", "-o", os.devnull]
-    # Like for like with `checkov --framework kubernetes` and `trivy config`: the Kubernetes packs only.
-    k8s_only = ["--only", "pss-baseline", "--only", "pss-restricted", "--only", "k8s"]
+    # Like for like with `checkov --framework kubernetes` and `trivy config` (workload and RBAC checks): the Kubernetes packs.
+    k8s_only = ["--only", "pss-baseline", "--only", "pss-restricted", "--only", "k8s", "--only", "rbac"]
     single = REPO / "examples" / "shop-api" / "k8s" / "deployment.yaml"
     specs = [
         Spec("manifests", "dutyguard", [*dg, str(manifests), *to_null], n_manifests),

@@ -27,6 +27,7 @@ TREES = (
     "checkov/tests/dockerfile/checks",
     "detect-secrets/test_data",
     "kubesec",
+    "rbac-real-world",  # scan-wide RBAC rules: facts gathered in every worker, judged once
 )
 
 
@@ -83,6 +84,7 @@ def test_forked_scan_equals_one_process(shared_data: Path) -> None:
     paths = _paths(shared_data)
     serial = _scan(paths, jobs=1)
     assert serial.findings and serial.errors and serial.suppression_requests  # every list exercised
+    assert any(f.rule_id == "rbac.effective-permission" for f in serial.findings)
     for jobs in (2, 3):
         report, forks = _forked_scan(paths, jobs)
         assert forks == jobs - 1  # the workers beside the scanning process itself

@@ -28,6 +28,7 @@ from dutyguard.core.model import (
 from dutyguard.core.policy import Policy
 from dutyguard.core.resource import Resource
 from dutyguard.core.rule import RuleRegistry
+from dutyguard.core.scanwide import ScanWide, TaggedFact, collect, evaluate_wide, wide_types
 from dutyguard.errors import DutyguardError, InputError
 from dutyguard.limits import Limits
 from dutyguard.sources.discover import Pending, Planned, Skipped, plan
@@ -52,6 +53,8 @@ class _Outcome:
     files: int = 0
     resources: int = 0
     skipped: int = 0
+    facts: list[TaggedFact] = field(default_factory=list)
+    """What scan-wide rules keep of this input (:mod:`dutyguard.core.scanwide`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,15 +73,21 @@ class Scanner:
     ) -> ScanReport:
         """``jobs`` > 1 lets a large scan use that many processes (see :mod:`dutyguard.parallel`)."""
         evaluator = Evaluator(self.registry, self.policy)
-        sources = tuple(s for s in self.sources if s.produces is None or evaluator.reads(s.produces))
+        wide = wide_types(self.registry, evaluator)
+        wide_reads = {w.reads for w in wide}
+        sources = tuple(
+            s
+            for s in self.sources
+            if s.produces is None or evaluator.reads(s.produces) or s.produces in wide_reads
+        )
         items = list(plan(paths, self.limits, stdin))
         sizes = [_size(i) for i in items]
         workers = min(jobs, len(items))
         if workers > 1 and (len(items) >= PARALLEL_MIN_FILES or sum(sizes) >= PARALLEL_MIN_BYTES):
-            outcomes = self._forked(items, sizes, workers, evaluator, sources, progress)
+            outcomes = self._forked(items, sizes, workers, evaluator, sources, wide, progress)
         else:
-            outcomes = [self._one(i, evaluator, sources, progress) for i in items]
-        return self._report(outcomes)
+            outcomes = [self._one(i, evaluator, sources, wide, progress) for i in items]
+        return self._report(outcomes, evaluator, wide)
 
     def _forked(
         self,
@@ -87,14 +96,15 @@ class Scanner:
         workers: int,
         evaluator: Evaluator,
         sources: tuple[Source, ...],
+        wide: tuple[type[ScanWide], ...],
         progress: Progress | None,
     ) -> list[_Outcome]:
         shares = parallel.share_out(sizes, workers)
         if not parallel.can_fork():
-            return [self._one(i, evaluator, sources, progress) for i in items]
+            return [self._one(i, evaluator, sources, wide, progress) for i in items]
 
         def run(share: list[int], report: Progress | None) -> list[_Outcome]:
-            return [self._one(items[i], evaluator, sources, report) for i in share]
+            return [self._one(items[i], evaluator, sources, wide, report) for i in share]
 
         mine, theirs = parallel.fork_map(
             shares, lambda share: _encode(run(share, None)), lambda share: run(share, progress)
@@ -110,7 +120,12 @@ class Scanner:
         return [o for o in outcomes if o is not None]
 
     def _one(
-        self, item: Planned, evaluator: Evaluator, sources: tuple[Source, ...], progress: Progress | None
+        self,
+        item: Planned,
+        evaluator: Evaluator,
+        sources: tuple[Source, ...],
+        wide: tuple[type[ScanWide], ...],
+        progress: Progress | None,
     ) -> _Outcome:
         if isinstance(item, Pending):
             item = item.read(self.limits)
@@ -123,6 +138,7 @@ class Scanner:
         out = _Outcome(item.name, files=1)
         resources, out.errors = self.read(item, sources)
         out.resources = len(resources)
+        out.facts = collect(wide, resources)
         ev = evaluator.evaluate(resources)
         out.findings = list(ev.findings)
         out.errors.extend(ev.errors)
@@ -130,13 +146,20 @@ class Scanner:
             out.suppressions = detect_suppressions(item, self.registry)
         return out
 
-    def _report(self, outcomes: list[_Outcome]) -> ScanReport:
+    def _report(
+        self, outcomes: list[_Outcome], evaluator: Evaluator, wide: tuple[type[ScanWide], ...]
+    ) -> ScanReport:
         findings = [f for o in outcomes for f in o.findings]
+        errors = [e for o in outcomes for e in o.errors]
+        if wide:  # after every input, in input order: the same whichever worker read what
+            ev = evaluate_wide(evaluator, wide, (f for o in outcomes for f in o.facts))
+            findings.extend(ev.findings)
+            errors.extend(ev.errors)
         findings.sort(key=lambda f: (-f.severity.rank, f.location.file, f.location.line or 0, f.rule_id))
         return ScanReport(
             findings=tuple(findings),
             suppression_requests=tuple(s for o in outcomes for s in o.suppressions),
-            errors=tuple(e for o in outcomes for e in o.errors),
+            errors=tuple(errors),
             stats=ScanStats(
                 files=sum(o.files for o in outcomes),
                 resources=sum(o.resources for o in outcomes),
@@ -203,6 +226,7 @@ def _encode(outcomes: list[_Outcome]) -> bytes:
                 o.files,
                 o.resources,
                 o.skipped,
+                o.facts,
             )
         )
     return marshal.dumps(rows)
@@ -216,7 +240,7 @@ def _decode(payload: bytes, progress: Progress | None) -> list[_Outcome]:
     out: list[_Outcome] = []
     # Written by our own forked child into a memory file only it and we hold: not input data.
     rows = marshal.loads(payload)  # noqa: S302
-    for name, findings, errors, suppressions, files, resources, skipped in rows:
+    for name, findings, errors, suppressions, files, resources, skipped, facts in rows:
         if progress is not None and files:
             progress(name)
         out.append(
@@ -231,6 +255,7 @@ def _decode(payload: bytes, progress: Progress | None) -> list[_Outcome]:
                 files,
                 resources,
                 skipped,
+                facts,
             )
         )
     return out

@@ -258,7 +258,7 @@ def scan(
         [],
         "--only",
         metavar="PACK",
-        help="Run only the rules of this pack (repeatable): pss-baseline, pss-restricted, k8s, dockerfile, "
+        help="Run only the rules of this pack (repeatable): pss-baseline, pss-restricted, k8s, rbac, dockerfile, "
         "secrets. Sources no selected rule reads are skipped (--only secrets never parses YAML). "
         "Suppression requests then name only the selected packs' rules. Not with --state: the signed "
         "bundle decides.",

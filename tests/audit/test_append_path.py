@@ -218,10 +218,17 @@ def test_connection_lost_during_the_chain_step_fails_it_and_the_pool_recovers(
     must still surface as SQLAlchemy's error, lose only that transaction, and leave no broken
     connection in the pool for the next writer."""
     fill(engine, signer, 2, every=100)
-    with pytest.raises(sa.exc.OperationalError), log.transaction(engine) as conn:
-        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
-        with engine.connect() as other:
-            other.exec_driver_sql("SELECT pg_terminate_backend(%s)", (pid,))
-        log.append(conn, event(2), T0)
+
+    def append_after_the_server_dropped_us() -> None:
+        with log.transaction(engine) as conn:
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            with engine.connect() as other:
+                other.exec_driver_sql("SELECT pg_terminate_backend(%s)", (pid,))
+            log.append(conn, event(2), T0)
+
+    with pytest.raises(sa.exc.OperationalError) as lost:
+        append_after_the_server_dropped_us()
+    assert lost.value.statement == log._APPEND_CALL  # the chain step's own error, wrapped
+    assert lost.value.connection_invalidated
     fill(engine, signer, 2, every=100, start=2)
     assert_one_verified_chain(engine, signer, 4)

@@ -256,8 +256,9 @@ def _append_on_server(
         row = _call_chain_step(conn, params)
     except sa.exc.DBAPIError:
         # This transaction is lost either way; if the function was dropped, the next one looks
-        # again and does the chain step itself.
-        conn.info.pop(_HAS_FUNCTION, None)
+        # again and does the chain step itself. (A lost connection takes its info with it.)
+        if not conn.invalidated:
+            conn.info.pop(_HAS_FUNCTION, None)
         raise
     if row is None:
         raise AuditIntegrityError("the chain-step function returned no row")
@@ -274,12 +275,14 @@ def _append_on_server(
 def _call_chain_step(conn: Connection, params: tuple[object, ...]) -> Any:
     """The chain-step call on the driver's own cursor, inside the caller's transaction.
 
-    This runs while the chain's lock is held (from the call until COMMIT), so it skips
-    SQLAlchemy's per-statement result machinery; driver errors are wrapped as SQLAlchemy
-    would wrap them, so callers see the same exception types either way.
+    The call takes the chain's lock and everything after it until COMMIT keeps it, so it skips
+    SQLAlchemy's per-statement execution and result machinery (about 25 µs of client CPU per
+    call, measured; bench/audit_bench.py). The price: SQLAlchemy's statement events and echo do
+    not see this one statement. Driver errors are wrapped as SQLAlchemy wraps them, and a lost
+    connection is invalidated as SQLAlchemy would, so callers see the same exceptions.
     """
     dbapi = conn.connection.driver_connection
-    error: type[Exception] = conn.dialect.loaded_dbapi.Error
+    error = conn.dialect.loaded_dbapi.Error
     try:
         cur = dbapi.cursor()  # type: ignore[union-attr]
         try:
@@ -288,12 +291,16 @@ def _call_chain_step(conn: Connection, params: tuple[object, ...]) -> Any:
         finally:
             cur.close()
     except error as e:
+        lost = conn.dialect.is_disconnect(e, dbapi, None)
+        if lost:
+            conn.invalidate(e)  # as SQLAlchemy does: the pool discards it, the rollback is a no-op
         raise sa.exc.DBAPIError.instance(
             _APPEND_CALL,
             params,
             e,
             error,
             hide_parameters=conn.engine.hide_parameters,
+            connection_invalidated=lost,
             dialect=conn.dialect,
         ) from e
 

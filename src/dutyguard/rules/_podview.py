@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import enum
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from dataclasses import dataclass
 
 from dutyguard.core import jsonview as jv
 from dutyguard.core.model import JSONPath
 from dutyguard.core.policy import Policy
-from dutyguard.core.rule import Rule, Violation
+from dutyguard.core.rule import AnyRule, Rule, Violation
 from dutyguard.sources.kubernetes import ContainerRef, K8sObject
 
 
@@ -118,10 +118,25 @@ class PodView:
         return jv.as_map(jv.get(self.resource.doc, (*self.meta_path, "labels"))) or {}
 
 
+class _Every:
+    def __contains__(self, rule: object) -> bool:
+        return True
+
+
+_EVERY = _Every()
+
+
+def _pod_bearing(resource: K8sObject) -> Container[AnyRule]:
+    """Objects without a pod spec (Services, RBAC, CRDs: half of a typical scan) have nothing any
+    pod rule could find; the evaluator then calls none of them."""
+    return _EVERY if resource.pod_spec_path is not None else ()
+
+
 class PodRule(Rule[K8sObject]):
     """A check over the pod spec of any pod-bearing kind; objects without one have nothing to check."""
 
     target = K8sObject
+    screen = staticmethod(_pod_bearing)
 
     def check(self, resource: K8sObject, policy: Policy) -> Iterator[Violation]:
         pod = PodView.of(resource)

@@ -26,6 +26,8 @@ Control references: ``cis-k8s:5.1.x`` (CIS Kubernetes Benchmark v1.9, RBAC and s
 
 from __future__ import annotations
 
+from collections.abc import Container
+
 from dutyguard.core.rule import AnyRule
 from dutyguard.rules.rbac import (
     bindings,
@@ -38,6 +40,24 @@ from dutyguard.rules.rbac import (
     workloads,
 )
 from dutyguard.rules.rbac._capability import CapabilityRule
+from dutyguard.rules.rbac._model import BINDING_KINDS, ROLE_KINDS
+from dutyguard.sources.kubernetes import K8sObject
+
+_RBAC_KINDS = ROLE_KINDS | BINDING_KINDS
+
+
+class _Every:
+    def __contains__(self, rule: object) -> bool:
+        return True
+
+
+_EVERY = _Every()
+
+
+def _rbac_kinds_only(resource: K8sObject) -> Container[AnyRule]:
+    """The per-object rules read Roles, ClusterRoles and their bindings only (``is_rbac`` also
+    checks the API group): for every other object — nine in ten of a scan — none is called."""
+    return _EVERY if resource.kind in _RBAC_KINDS else ()
 
 
 def rules() -> list[AnyRule]:
@@ -49,7 +69,7 @@ def rules() -> list[AnyRule]:
         *network.rules(),
     ]
     capabilities = [r for r in per_role if isinstance(r, CapabilityRule)]
-    return [
+    out: list[AnyRule] = [
         structure.Malformed(),
         *per_role,
         structure.AggregatedClusterRole(),
@@ -58,3 +78,7 @@ def rules() -> list[AnyRule]:
         graph.EffectivePermission(capabilities),
         graph.SubjectActAndErase(),
     ]
+    for rule in out:
+        if rule.target is K8sObject:
+            rule.screen = _rbac_kinds_only
+    return out

@@ -166,7 +166,7 @@ class ScanReport:
         """0 pass, 1 the gate fails, 2 some input could not be read (fail closed)."""
         if self.errors:
             return 2
-        return 1 if self.blocking else 0
+        return 1 if any(map(self.is_blocking, self.findings)) else 0
 
     def counts(self) -> dict[str, int]:
         out = {s.value: 0 for s in Severity}

@@ -97,7 +97,10 @@ def harden_json(dumped: str) -> str:
     """
     if dumped.isascii() and "\x7f" not in dumped:
         return dumped  # nothing to escape: skip two regex passes over a multi-megabyte report
-    dumped = _SURROGATE.sub(lambda m: escape_char(m.group()).replace("\\", "\\\\"), dumped)
+    try:
+        dumped.encode("utf-8")  # C speed; fails exactly when there is a lone surrogate
+    except UnicodeEncodeError:
+        dumped = _SURROGATE.sub(lambda m: escape_char(m.group()).replace("\\", "\\\\"), dumped)
     return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", dumped)
 
 

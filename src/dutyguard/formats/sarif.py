@@ -158,9 +158,25 @@ class SarifFormatter(Formatter):
             if f.rule_id not in rule_ids:
                 rule_ids.append(f.rule_id)
         rule_index = {rid: i for i, rid in enumerate(rule_ids)}
-        rules = [_rule_descriptor(rid, [f for f in kept if f.rule_id == rid], ctx) for rid in rule_ids]
+        by_rule: dict[str, list[Finding]] = {rid: [] for rid in rule_ids}
+        for f in kept:
+            by_rule[f.rule_id].append(f)
+        rules = [_rule_descriptor(rid, by_rule[rid], ctx) for rid in rule_ids]
 
-        results = [self._result(f, rule_index[f.rule_id], report, root) for f in kept]
+        # Per file, computed once: where it is (path arithmetic) and which suppression requests
+        # it holds (matching each finding against every request was quadratic).
+        places: dict[str, tuple[dict[str, Any], bool]] = {}
+        requests: dict[str, list[SuppressionRequest]] = {}
+        for s in report.suppression_requests:
+            requests.setdefault(s.file, []).append(s)
+        results = []
+        for f in kept:
+            place = places.get(f.location.file)
+            if place is None:
+                place = places[f.location.file] = artifact_location(f.location.file, root)
+            results.append(
+                self._result(f, rule_index[f.rule_id], report, place, requests.get(f.location.file, ()))
+            )
 
         execution = [self._input_error(e.source, e.message, root) for e in report.errors]
         if dropped:
@@ -223,11 +239,18 @@ class SarifFormatter(Formatter):
         return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
 
     # --- pieces ---------------------------------------------------------------------------------
-    def _result(self, f: Finding, index: int, report: ScanReport, root: str) -> dict[str, Any]:
+    def _result(
+        self,
+        f: Finding,
+        index: int,
+        report: ScanReport,
+        place: tuple[dict[str, Any], bool],
+        in_file: Sequence[SuppressionRequest],
+    ) -> dict[str, Any]:
         loc = f.location
         blocking = report.is_blocking(f)
-        artifact, lines_are_real = artifact_location(loc.file, root)
-        physical: dict[str, Any] = {"artifactLocation": artifact}
+        artifact, lines_are_real = place
+        physical: dict[str, Any] = {"artifactLocation": dict(artifact)}
         if lines_are_real and loc.line is not None and loc.line >= 1:
             physical["region"] = {"startLine": loc.line}
         location: dict[str, Any] = {"physicalLocation": physical}
@@ -240,7 +263,7 @@ class SarifFormatter(Formatter):
             value = getattr(loc, key)
             if value is not None:
                 properties[key] = value
-        requests = [s for s in report.suppression_requests if _targets(s, f)]
+        requests = [s for s in in_file if _targets(s, f)]
         if requests:
             properties["suppressionRequests"] = [
                 {"line": s.line, "syntax": s.syntax, "honoured": False} for s in requests

@@ -15,6 +15,9 @@ from dutyguard.core.resource import Resource
 from dutyguard.core.rule import AnyRule, RuleRegistry, Screen
 from dutyguard.errors import RuleError
 
+_Group = tuple[Screen | None, tuple[tuple[AnyRule, Severity], ...]]
+"""A run of consecutive rules (registry order) that share a screen."""
+
 
 @dataclass(frozen=True, slots=True)
 class Evaluation:
@@ -33,7 +36,7 @@ class Evaluator:
     def __init__(self, registry: RuleRegistry, policy: Policy) -> None:
         self.registry = registry
         self.policy = policy
-        self._rules: dict[tuple[type, PSSLevel], tuple[tuple[AnyRule, Severity], ...]] = {}
+        self._rules: dict[tuple[type, PSSLevel], tuple[_Group, ...]] = {}
         # A policy bundle may give some namespaces another Pod Security level.
         self._by_namespace: dict[str | None, Policy] | None = {} if policy.namespace_pss_levels else None
 
@@ -50,15 +53,23 @@ class Evaluator:
         enabled = self.policy.enabled_rules
         return any(enabled is None or r.meta.id in enabled for r in self.registry.for_target(t))
 
-    def _rules_for(self, t: type, policy: Policy) -> tuple[tuple[AnyRule, Severity], ...]:
+    def _rules_for(self, t: type, policy: Policy) -> tuple[_Group, ...]:
+        """The applicable rules for ``t`` in registry order, in runs that share a screen: a
+        screen that rules a resource out skips its whole run in one step."""
         key = (t, policy.pss_level)
-        rules = self._rules.get(key)
-        if rules is None:
-            rules = tuple(
-                (r, policy.severity_of(r.meta)) for r in self.registry.for_target(t) if policy.applies(r.meta)
-            )
-            self._rules[key] = rules
-        return rules
+        groups = self._rules.get(key)
+        if groups is None:
+            runs: list[tuple[Screen | None, list[tuple[AnyRule, Severity]]]] = []
+            for r in self.registry.for_target(t):
+                if not policy.applies(r.meta):
+                    continue
+                if runs and runs[-1][0] == r.screen:
+                    runs[-1][1].append((r, policy.severity_of(r.meta)))
+                else:
+                    runs.append((r.screen, [(r, policy.severity_of(r.meta))]))
+            groups = tuple((screen, tuple(members)) for screen, members in runs)
+            self._rules[key] = groups
+        return groups
 
     def evaluate(self, resources: Iterable[Resource]) -> Evaluation:
         findings: list[Finding] = []
@@ -66,36 +77,36 @@ class Evaluator:
         for res in resources:
             policy = self._policy_for(res.namespace)
             identity = res.identity()
-            screened: dict[Screen, Container[AnyRule]] = {}
-            for rule, severity in self._rules_for(type(res), policy):
-                screen = rule.screen
+            for screen, members in self._rules_for(type(res), policy):
+                may_find: Container[AnyRule] | None = None
                 if screen is not None:
-                    may_find = screened.get(screen)
-                    if may_find is None:
-                        may_find = screened[screen] = screen(res)
-                    if rule not in may_find:
+                    may_find = screen(res)
+                    if not may_find:
+                        continue  # nothing in this run can find anything here
+                for rule, severity in members:
+                    if may_find is not None and rule not in may_find:
                         continue
-                meta = rule.meta
-                try:
-                    violations = list(rule.check(res, policy))
-                except Exception as e:  # a crashing rule must fail the input, not the whole scan
-                    err = RuleError(meta.id, res.source, e)
-                    errors.append(ScanError(res.source, err.diagnostics()))
-                    continue
-                for v in violations:
-                    findings.append(
-                        Finding(
-                            rule_id=meta.id,
-                            title=meta.title,
-                            severity=v.severity or severity,
-                            message=v.message,
-                            remediation=meta.remediation,
-                            controls=meta.controls,
-                            location=res.locate(v.path, v.container),
-                            fingerprint=fingerprint(meta.id, (*identity, *res.fingerprint_parts(v))),
-                            tags=meta.tags,
+                    meta = rule.meta
+                    try:
+                        violations = list(rule.check(res, policy))
+                    except Exception as e:  # a crashing rule must fail the input, not the whole scan
+                        err = RuleError(meta.id, res.source, e)
+                        errors.append(ScanError(res.source, err.diagnostics()))
+                        continue
+                    for v in violations:
+                        findings.append(
+                            Finding(
+                                rule_id=meta.id,
+                                title=meta.title,
+                                severity=v.severity or severity,
+                                message=v.message,
+                                remediation=meta.remediation,
+                                controls=meta.controls,
+                                location=res.locate(v.path, v.container),
+                                fingerprint=fingerprint(meta.id, (*identity, *res.fingerprint_parts(v))),
+                                tags=meta.tags,
+                            )
                         )
-                    )
         return Evaluation(tuple(findings), tuple(errors))
 
 

@@ -47,10 +47,13 @@ class ContainerRef:
     index: int
     path: JSONPath
     spec: jv.JSONMap
+    name: str = field(init=False)
+    """The container's name, or ``containers[2]`` style when it has none (rules ask often)."""
 
-    @property
-    def name(self) -> str:
-        return jv.as_str(self.spec.get("name")) or f"{self.list_name}[{self.index}]"
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "name", jv.as_str(self.spec.get("name")) or f"{self.list_name}[{self.index}]"
+        )
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -37,11 +37,13 @@ from dutyguard.rules.rbac._capability import (
     FULL_WILDCARD_RULE,
     PACK,
     CapabilityRule,
+    Match,
     reported,
 )
 from dutyguard.rules.rbac._model import (
     BindingView,
     PolicyRule,
+    Reach,
     RoleView,
     Selector,
     Subject,
@@ -303,22 +305,21 @@ class EffectivePermission(Rule[RbacGraph]):
     def check(self, resource: RbacGraph, policy: Policy) -> Iterator[Violation]:
         own_override = self.meta.id in policy.severity_overrides
         full_reported = reported(policy, FULL_WILDCARD_RULE)
+        # Many bindings name the same role with the same reach: match each (role, reach) once.
+        found: dict[tuple[tuple[int, ...], Reach], list[tuple[CapabilityRule, list[Match]]]] = {}
         for i, b in enumerate(resource.bindings):
             v = b.view
             if not v.subjects:
                 continue
-            rules = resource.rules_of(b)
-            if not rules:
-                continue
             reach = v.reach
-            for cap_rule in self.capabilities:
+            key = (tuple(id(r) for r in resource.roles_of(b)), reach)
+            hits = found.get(key)
+            if hits is None:
+                rules = resource.rules_of(b)
+                hits = found[key] = self._matches(rules, reach, policy, full_reported) if rules else []
+            for cap_rule, matches in hits:
                 rid = cap_rule.meta.id
-                if not reported(policy, rid):
-                    continue
                 cap = cap_rule.capability
-                matches = cap.find(rules, reach, skip_full=full_reported and rid != FULL_WILDCARD_RULE)
-                if not matches:
-                    continue
                 m = matches[0]
                 severity = policy.severity_overrides.get(rid) or cap.severity_for(reach, m)
                 yield Violation(
@@ -327,6 +328,21 @@ class EffectivePermission(Rule[RbacGraph]):
                     key=f"{_binding_key(v)}|{rid}",
                     severity=None if own_override else severity,
                 )
+
+    def _matches(
+        self, rules: Sequence[PolicyRule], reach: Reach, policy: Policy, full_reported: bool
+    ) -> list[tuple[CapabilityRule, list[Match]]]:
+        out: list[tuple[CapabilityRule, list[Match]]] = []
+        for cap_rule in self.capabilities:
+            rid = cap_rule.meta.id
+            if not reported(policy, rid):
+                continue
+            matches = cap_rule.capability.find(
+                rules, reach, skip_full=full_reported and rid != FULL_WILDCARD_RULE
+            )
+            if matches:
+                out.append((cap_rule, matches))
+        return out
 
 
 class SubjectActAndErase(Rule[RbacGraph]):
@@ -350,20 +366,25 @@ class SubjectActAndErase(Rule[RbacGraph]):
     def check(self, resource: RbacGraph, policy: Policy) -> Iterator[Violation]:
         acts: dict[tuple[str, str, str], list[tuple[int, str]]] = {}
         erases: list[tuple[int, Subject, str]] = []
+        seen: dict[tuple[tuple[int, ...], Reach], tuple[str | None, str | None]] = {}
         for i, b in enumerate(resource.bindings):
             v = b.view
             if not v.subjects:
                 continue
-            rules = resource.rules_of(b)
+            key = (tuple(id(r) for r in resource.roles_of(b)), v.reach)
+            rules = resource.rules_of(b) if key not in seen else None
             act: str | None = None
             erase: str | None = None
-            if rules:
+            if key in seen:
+                act, erase = seen[key]
+            elif rules:
                 found = [(c, m) for c, m in guardrails.act_matches(rules, v.reach) if c.ref != "R01"]
                 if found:
                     act = f"{found[0][1].text()} ({found[0][0].ref})"
                 audit = guardrails.AUDIT.find(rules, v.reach)
                 if audit:
                     erase = audit[0].text()
+                seen[key] = (act, erase)
             elif v.role_kind == "ClusterRole" and v.role_name in BUILTIN_ACTORS:
                 act = f"built-in ClusterRole {v.role_name} (R06, R07)"
             for s in v.subjects:

@@ -137,6 +137,16 @@ def test_a_truncated_worker_result_is_redone(shared_data: Path) -> None:
     assert report == _scan(paths, jobs=1)
 
 
+@linux_only
+@pytest.mark.parametrize("garbage", ["b'\\x00not marshal'", "__import__('marshal').dumps([('only', 'one')])"])
+def test_a_worker_result_that_does_not_read_back_is_redone(shared_data: Path, garbage: str) -> None:
+    """Complete (end marker present) but unreadable or of the wrong shape: not believed either."""
+    paths = _paths(shared_data)
+    report, forks = _forked_scan(paths, 2, f"engine._encode = lambda outcomes: {garbage}\n")
+    assert forks == 1
+    assert report == _scan(paths, jobs=1)
+
+
 def test_no_fork_while_another_thread_runs(shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine, "PARALLEL_MIN_FILES", 0)
     monkeypatch.setattr(engine, "PARALLEL_MIN_BYTES", 0)

@@ -9,6 +9,7 @@ objects); the report is identical whichever way it was computed.
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -113,8 +114,14 @@ class Scanner:
         for i, o in zip(shares[0], mine, strict=True):
             outcomes[i] = o
         for share, payload in zip(shares[1:], theirs, strict=True):
-            # A worker that died is redone here: slower, never an input dropped.
-            got = run(share, progress) if payload is None else _decode(payload, progress)
+            got: list[_Outcome] | None = None
+            if payload is not None:
+                with contextlib.suppress(ValueError, EOFError, TypeError):
+                    got = _decode(payload, progress)
+            if got is None or len(got) != len(share):
+                # A worker that died (or whose result does not read back) is redone here:
+                # slower, never an input dropped.
+                got = run(share, progress)
             for i, o in zip(share, got, strict=True):
                 outcomes[i] = o
         return [o for o in outcomes if o is not None]

@@ -228,3 +228,29 @@ def test_workers_die_with_a_killed_scan(shared_data: Path) -> None:
         time.sleep(0.05)
     os.kill(worker, signal.SIGKILL)
     raise AssertionError(f"worker {worker} outlived its killed parent")
+
+
+@linux_only
+def test_progress_reports_every_worker_file_once_while_it_runs(shared_data: Path) -> None:
+    """The progress display hears about the workers' files through shared counters while they
+    run, each file once (when they arrive is timing, not asserted here)."""
+    paths = _paths(shared_data)
+    code = (
+        "import json, sys\n"
+        "from dutyguard import engine\n"
+        "from tests.conftest import make_scanner\n"
+        "engine.PARALLEL_MIN_FILES = engine.PARALLEL_MIN_BYTES = 0\n"
+        "seen = []\n"
+        "make_scanner().scan(json.loads(sys.argv[1]), jobs=2, progress=lambda name: seen.append(name))\n"
+        "print(json.dumps(seen))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(paths)], capture_output=True, text=True, cwd=root, check=True
+    )
+    seen = json.loads(proc.stdout)
+    names = seen
+    serial: list[str] = []
+    make_scanner().scan(paths, jobs=1, progress=serial.append)
+    assert len(names) == len(set(names))  # nobody twice
+    assert set(serial) <= set(names)  # every file read is reported (a worker also reports unreadable ones)

@@ -104,12 +104,38 @@ class Scanner:
         if not parallel.can_fork():
             return [self._one(i, evaluator, sources, wide, progress) for i in items]
 
-        def run(share: list[int], report: Progress | None) -> list[_Outcome]:
-            return [self._one(items[i], evaluator, sources, wide, report) for i in share]
+        # With a progress display, workers count the inputs they finish in shared memory and
+        # this process reports them as they go (not all at once when a worker is done).
+        tally = parallel.Tally(len(shares)) if progress is not None else None
+        shown = [0] * len(shares)
+
+        def catch_up() -> None:
+            assert tally is not None
+            assert progress is not None
+            for k in range(1, len(shares)):
+                for j in range(shown[k], min(tally.get(k), len(shares[k]))):
+                    progress(_name(items[shares[k][j]]))
+                shown[k] = max(shown[k], tally.get(k))
+
+        def run(share: list[int], report: Progress | None, slot: int = 0) -> list[_Outcome]:
+            out = []
+            for i in share:
+                out.append(self._one(items[i], evaluator, sources, wide, report))
+                if tally is not None:
+                    if slot:
+                        tally.add(slot)
+                    else:
+                        catch_up()
+            return out
 
         mine, theirs = parallel.fork_map(
-            shares, lambda share: _encode(run(share, None)), lambda share: run(share, progress)
+            shares,
+            lambda share: _encode(run(share, None, next(k for k, s in enumerate(shares) if s is share))),
+            lambda share: run(share, progress),
+            catch_up if tally is not None else None,
         )
+        if tally is not None:
+            catch_up()
         outcomes: list[_Outcome | None] = [None] * len(items)
         for i, o in zip(shares[0], mine, strict=True):
             outcomes[i] = o
@@ -117,11 +143,11 @@ class Scanner:
             got: list[_Outcome] | None = None
             if payload is not None:
                 with contextlib.suppress(ValueError, EOFError, TypeError):
-                    got = _decode(payload, progress)
+                    got = _decode(payload, None if tally is not None else progress)
             if got is None or len(got) != len(share):
                 # A worker that died (or whose result does not read back) is redone here:
                 # slower, never an input dropped.
-                got = run(share, progress)
+                got = run(share, None if tally is not None else progress)
             for i, o in zip(share, got, strict=True):
                 outcomes[i] = o
         return [o for o in outcomes if o is not None]
@@ -191,6 +217,10 @@ class Scanner:
             except DutyguardError as e:
                 errors.append(ScanError(f.name, e.diagnostics()))
         return resources, errors
+
+
+def _name(item: Planned) -> str:
+    return item.source if isinstance(item, InputError) else item.name
 
 
 def _size(item: Planned) -> int:

@@ -14,10 +14,13 @@ the child then waits on forever), and only used where ``fork`` is the platform's
 from __future__ import annotations
 
 import contextlib
+import mmap
 import os
 import signal
+import struct
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -64,12 +67,31 @@ def share_out(sizes: Sequence[int], n: int) -> list[list[int]]:
     return shares
 
 
+class Tally:
+    """How many inputs each worker has done, in memory shared with the forked workers (each
+    writes only its own slot), so this process can show their progress while they run."""
+
+    def __init__(self, slots: int) -> None:
+        self._mm = mmap.mmap(-1, 8 * max(slots, 1))
+
+    def add(self, slot: int) -> None:
+        struct.pack_into("q", self._mm, 8 * slot, self.get(slot) + 1)
+
+    def get(self, slot: int) -> int:
+        value: int = struct.unpack_from("q", self._mm, 8 * slot)[0]
+        return value
+
+
 def fork_map(
-    shares: Sequence[T], in_child: Callable[[T], bytes], here: Callable[[T], R]
+    shares: Sequence[T],
+    in_child: Callable[[T], bytes],
+    here: Callable[[T], R],
+    while_waiting: Callable[[], None] | None = None,
 ) -> tuple[R, list[bytes | None]]:
     """``here(shares[0])`` in this process while forked children run ``in_child`` on the others.
 
     Returns this process's result and each other share's bytes (``None`` when its child failed).
+    ``while_waiting`` is called about 20 times a second while a child is still running.
     """
     children: list[tuple[int, int]] = []
     parent = os.getpid()
@@ -83,7 +105,7 @@ def fork_map(
                 _child(fd, share, in_child, parent)
             children.append((pid, fd))
         mine = here(shares[0])
-        return mine, [_collect(pid, fd) for pid, fd in children]
+        return mine, [_collect(pid, fd, while_waiting) for pid, fd in children]
     except BaseException:
         for pid, _ in children:
             with contextlib.suppress(OSError):
@@ -128,8 +150,16 @@ def _child(
         os._exit(code)
 
 
-def _collect(pid: int, fd: int) -> bytes | None:
-    _, status = os.waitpid(pid, 0)
+def _collect(pid: int, fd: int, while_waiting: Callable[[], None] | None) -> bytes | None:
+    if while_waiting is None:
+        _, status = os.waitpid(pid, 0)
+    else:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            while_waiting()
+            time.sleep(0.05)
     if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
         return None
     size = os.lseek(fd, 0, os.SEEK_END)

@@ -122,6 +122,10 @@ def test_roles_table_is_served(org: Org) -> None:
     assert set(roles) == {"security", "devops", "compliance", "admin", "ci", "cluster"}
     assert roles["ci"]["kind"] == "service"
     assert all("audit.write" not in r["duties"] for r in roles.values())
+    # Sensitive roles (binding needs a security approver) are named, from the same data the bind route uses.
+    assert roles["security"]["needs_approval"] is True
+    assert roles["devops"]["needs_approval"] is False
+    assert roles["compliance"]["needs_approval"] is False
 
 
 def test_token_listing_is_own_or_token_manage(org: Org) -> None:

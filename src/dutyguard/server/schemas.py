@@ -264,6 +264,8 @@ class RoleOut(Out):
     kind: str
     description: str
     duties: list[str]
+    needs_approval: bool = False
+    """Binding this role opens an approval that a security member must grant (sensitive role)."""
 
 
 class MitigationOut(Out):

@@ -51,8 +51,17 @@ def whoami(caller: Annotated[Caller, Depends(authenticated(enrollment_ok=True))]
 
 @router.get("/roles", dependencies=[Depends(requires(Duty.ROLE_READ))])
 def roles(rt: RuntimeDep) -> list[RoleOut]:
-    """The role table: which duties each role bundles (data shipped with dutyguard)."""
+    """The role table: which duties each role bundles (data shipped with dutyguard), and which
+    roles are sensitive (binding one needs a security approver)."""
+    from dutyguard.governance.grants import needs_approval
+
     return [
-        RoleOut(role=r.value, kind=spec.kind.value, description=spec.description, duties=sorted(spec.duties))
+        RoleOut(
+            role=r.value,
+            kind=spec.kind.value,
+            description=spec.description,
+            duties=sorted(spec.duties),
+            needs_approval=needs_approval(r, rt.roles),
+        )
         for r, spec in rt.roles.specs.items()
     ]

@@ -113,9 +113,10 @@ class Scanner:
             assert tally is not None
             assert progress is not None
             for k in range(1, len(shares)):
-                for j in range(shown[k], min(tally.get(k), len(shares[k]))):
+                done = min(tally.get(k), len(shares[k]))  # read once: the worker keeps counting
+                for j in range(shown[k], done):
                     progress(_name(items[shares[k][j]]))
-                shown[k] = max(shown[k], tally.get(k))
+                shown[k] = max(shown[k], done)
 
         def run(share: list[int], report: Progress | None, slot: int = 0) -> list[_Outcome]:
             out = []

@@ -126,8 +126,8 @@ def test_a_truncated_worker_result_is_redone(shared_data: Path) -> None:
     """A child that exits 0 without its end marker (cut short) is not believed."""
     paths = _paths(shared_data)
     setup = (
-        "def cut_short(fd, share, work, parent):\n"
-        "    payload = work(share)\n"
+        "def cut_short(fd, work, parent):\n"
+        "    payload = work()\n"
         "    os.write(fd, payload[: len(payload) // 2])\n"
         "    os._exit(0)\n"
         "parallel._child = cut_short\n"

@@ -131,7 +131,7 @@ class Scanner:
 
         mine, theirs = parallel.fork_map(
             shares,
-            lambda share: _encode(run(share, None, next(k for k, s in enumerate(shares) if s is share))),
+            lambda slot, share: _encode(run(share, None, slot)),
             lambda share: run(share, progress),
             catch_up if tally is not None else None,
         )

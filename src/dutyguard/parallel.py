@@ -14,6 +14,7 @@ the child then waits on forever), and only used where ``fork`` is the platform's
 from __future__ import annotations
 
 import contextlib
+import functools
 import mmap
 import os
 import signal
@@ -84,11 +85,12 @@ class Tally:
 
 def fork_map(
     shares: Sequence[T],
-    in_child: Callable[[T], bytes],
+    in_child: Callable[[int, T], bytes],
     here: Callable[[T], R],
     while_waiting: Callable[[], None] | None = None,
 ) -> tuple[R, list[bytes | None]]:
-    """``here(shares[0])`` in this process while forked children run ``in_child`` on the others.
+    """``here(shares[0])`` in this process while forked children run ``in_child(k, shares[k])``
+    on the others.
 
     Returns this process's result and each other share's bytes (``None`` when its child failed).
     ``while_waiting`` is called about 20 times a second while a child is still running.
@@ -96,13 +98,13 @@ def fork_map(
     children: list[tuple[int, int]] = []
     parent = os.getpid()
     try:
-        for share in shares[1:]:
+        for slot, share in enumerate(shares[1:], start=1):
             fd = os.memfd_create("dutyguard-share", os.MFD_CLOEXEC)
             sys.stdout.flush()
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:  # pragma: no cover - runs in the child, which never returns
-                _child(fd, share, in_child, parent)
+                _child(fd, functools.partial(in_child, slot, share), parent)
             children.append((pid, fd))
         mine = here(shares[0])
         return mine, [_collect(pid, fd, while_waiting) for pid, fd in children]
@@ -131,15 +133,13 @@ def _die_with(parent: int) -> None:  # pragma: no cover - child only
         os._exit(1)
 
 
-def _child(
-    fd: int, share: T, work: Callable[[T], bytes], parent: int
-) -> None:  # pragma: no cover - child only
+def _child(fd: int, work: Callable[[], bytes], parent: int) -> None:  # pragma: no cover - child only
     code = 1
     try:
         # The parent decides about interruptions; a child just dies with it.
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         _die_with(parent)
-        payload = work(share)
+        payload = work()
         view = memoryview(payload + _DONE)
         while view:
             view = view[os.write(fd, view) :]

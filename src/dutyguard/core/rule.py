@@ -86,6 +86,16 @@ AnyRule = Rule[Any]
 Screen = Callable[[Any], Container[AnyRule]]
 
 
+class _EveryRule:
+    def __contains__(self, rule: object) -> bool:
+        return True
+
+
+EVERY_RULE: Container[AnyRule] = _EveryRule()
+"""What a screen answers when every rule of its family may find something in the resource
+(``()`` when none can)."""
+
+
 class RuleRegistry:
     """An explicit, ordered set of rules. A duplicate id is an error, never a silent overwrite."""
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from dutyguard.core import jsonview as jv
 from dutyguard.core.model import JSONPath
 from dutyguard.core.policy import Policy
-from dutyguard.core.rule import AnyRule, Rule, Violation
+from dutyguard.core.rule import EVERY_RULE, AnyRule, Rule, Violation
 from dutyguard.sources.kubernetes import ContainerRef, K8sObject
 
 
@@ -118,18 +118,10 @@ class PodView:
         return jv.as_map(jv.get(self.resource.doc, (*self.meta_path, "labels"))) or {}
 
 
-class _Every:
-    def __contains__(self, rule: object) -> bool:
-        return True
-
-
-_EVERY = _Every()
-
-
 def _pod_bearing(resource: K8sObject) -> Container[AnyRule]:
     """Objects without a pod spec (Services, RBAC, CRDs: half of a typical scan) have nothing any
     pod rule could find; the evaluator then calls none of them."""
-    return _EVERY if resource.pod_spec_path is not None else ()
+    return EVERY_RULE if resource.pod_spec_path is not None else ()
 
 
 class PodRule(Rule[K8sObject]):

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from dutyguard.audit.canonical import JSONValue
 from dutyguard.errors import GovernanceError
 from dutyguard.policy.model import PolicyBundle
 from dutyguard.server import exception_store, policy_store, state_keys
@@ -114,12 +115,9 @@ def bundle_envelope(rt: Runtime) -> bytes | None:
         )
         envelope = sign_bundle(signer, published).dumps().decode("ascii")
         policy_store.resign_version(conn, latest.version, envelope, issued, published.expires, key.key_id)
-        record(
+        _record_system(
             rt,
             conn,
-            actor=SYSTEM,
-            principal=None,
-            roles=_SYSTEM_ROLES,
             action="state.bundle.sign",
             obj=f"policy:v{latest.version}",
             details={
@@ -262,12 +260,9 @@ def snapshot_envelope(rt: Runtime) -> bytes:
         )
         if latest is not None:
             _record_expiries(rt, conn, latest.issued_at, now)
-        record(
+        _record_system(
             rt,
             conn,
-            actor=SYSTEM,
-            principal=None,
-            roles=_SYSTEM_ROLES,
             action="state.snapshot.sign",
             obj=f"exceptions:v{version}",
             details={
@@ -282,27 +277,30 @@ def snapshot_envelope(rt: Runtime) -> bytes:
         return envelope.dumps()
 
 
+def _record_system(
+    rt: Runtime, conn: Connection, *, action: str, obj: str, details: dict[str, JSONValue]
+) -> None:
+    """An audit entry for what the control plane does on its own (signing, expiring)."""
+    record(
+        rt, conn, actor=SYSTEM, principal=None, roles=_SYSTEM_ROLES, action=action, obj=obj, details=details
+    )
+
+
 def _record_expiries(rt: Runtime, conn: Connection, since: datetime, until: datetime) -> None:
     """Exceptions that expired since the previous snapshot leave this one: say so, one entry each."""
     expired = exception_store.expired_between(conn, since, until)
     for exception_id, rule_id, expires_at in expired[:MAX_EXPIRY_ENTRIES]:
-        record(
+        _record_system(
             rt,
             conn,
-            actor=SYSTEM,
-            principal=None,
-            roles=_SYSTEM_ROLES,
             action="exception.expire",
             obj=f"exception:{exception_id}",
             details={"rule": rule_id, "expired_at": expires_at.isoformat()},
         )
     if len(expired) > MAX_EXPIRY_ENTRIES:
-        record(
+        _record_system(
             rt,
             conn,
-            actor=SYSTEM,
-            principal=None,
-            roles=_SYSTEM_ROLES,
             action="exception.expire",
             obj="exceptions",
             details={"more": len(expired) - MAX_EXPIRY_ENTRIES},

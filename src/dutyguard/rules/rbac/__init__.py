@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Container
 
-from dutyguard.core.rule import AnyRule
+from dutyguard.core.rule import EVERY_RULE, AnyRule
 from dutyguard.rules.rbac import (
     bindings,
     credentials,
@@ -46,18 +46,10 @@ from dutyguard.sources.kubernetes import K8sObject
 _RBAC_KINDS = ROLE_KINDS | BINDING_KINDS
 
 
-class _Every:
-    def __contains__(self, rule: object) -> bool:
-        return True
-
-
-_EVERY = _Every()
-
-
 def _rbac_kinds_only(resource: K8sObject) -> Container[AnyRule]:
     """The per-object rules read Roles, ClusterRoles and their bindings only (``is_rbac`` also
     checks the API group): for every other object — nine in ten of a scan — none is called."""
-    return _EVERY if resource.kind in _RBAC_KINDS else ()
+    return EVERY_RULE if resource.kind in _RBAC_KINDS else ()
 
 
 def rules() -> list[AnyRule]:

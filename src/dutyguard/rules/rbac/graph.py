@@ -236,6 +236,11 @@ class RbacGraph(ScanWide):
         same_file = [r for r in found if r.file == b.file]
         return same_file or found
 
+    def grant_key(self, b: BindingRecord) -> tuple[tuple[int, ...], Reach]:
+        """Equal for bindings that grant the same roles with the same reach: what they give is
+        worked out once (bindings of one role are common)."""
+        return tuple(id(r) for r in self.roles_of(b)), b.view.reach
+
     def rules_of(self, b: BindingRecord) -> tuple[PolicyRule, ...] | None:
         """Every rule the binding's role holds (``None``: the role is not in the scan)."""
         roles = self.roles_of(b)
@@ -312,7 +317,7 @@ class EffectivePermission(Rule[RbacGraph]):
             if not v.subjects:
                 continue
             reach = v.reach
-            key = (tuple(id(r) for r in resource.roles_of(b)), reach)
+            key = resource.grant_key(b)
             hits = found.get(key)
             if hits is None:
                 rules = resource.rules_of(b)
@@ -371,7 +376,7 @@ class SubjectActAndErase(Rule[RbacGraph]):
             v = b.view
             if not v.subjects:
                 continue
-            key = (tuple(id(r) for r in resource.roles_of(b)), v.reach)
+            key = resource.grant_key(b)
             rules = resource.rules_of(b) if key not in seen else None
             act: str | None = None
             erase: str | None = None

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
-from dutyguard.core.evaluate import evaluate
+from dutyguard.core.evaluate import Evaluator, evaluate
 from dutyguard.core.model import Severity, fingerprint, render_path
 from dutyguard.core.policy import Policy, PSSLevel
 from dutyguard.core.rule import Rule, RuleMeta, RuleRegistry, Violation
@@ -83,6 +84,25 @@ def test_severity_override_and_rule_selection() -> None:
     (f,) = evaluate(reg, Policy(severity_overrides={"test.always": Severity.LOW}), [POD]).findings
     assert f.severity is Severity.LOW
     assert evaluate(reg, Policy(enabled_rules=frozenset()), [POD]).findings == ()
+
+
+def test_evaluate_under_follows_the_given_level_with_one_evaluator() -> None:
+    base = Policy(pss_level=PSSLevel.RESTRICTED, severity_overrides={"test.always": Severity.LOW})
+    ev = Evaluator(RuleRegistry([Always()]), base)
+    (f,) = ev.evaluate_under(base, [POD]).findings
+    assert f.severity is Severity.LOW
+    # The same evaluator, a namespace at baseline: the restricted-only rule is off there.
+    assert ev.evaluate_under(replace(base, pss_level=PSSLevel.BASELINE), [POD]).findings == ()
+    # Back at restricted the cached runs still apply.
+    assert len(ev.evaluate_under(base, [POD]).findings) == 1
+
+
+def test_evaluate_under_another_rule_selection_does_not_reuse_cached_runs() -> None:
+    ev = Evaluator(RuleRegistry([Always()]), Policy())
+    assert ev.evaluate_under(Policy(), [POD]).findings  # fills the cache
+    assert ev.evaluate_under(Policy(enabled_rules=frozenset()), [POD]).findings == ()
+    (f,) = ev.evaluate_under(Policy(severity_overrides={"test.always": Severity.LOW}), [POD]).findings
+    assert f.severity is Severity.LOW
 
 
 def test_translate_finds_rules_by_peer_id_case_insensitively() -> None:

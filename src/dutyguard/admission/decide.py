@@ -2,7 +2,7 @@
 
 The object of the request becomes a :class:`~dutyguard.sources.kubernetes.K8sObject` (no
 lines: the same value a manifest produces) and goes through
-:func:`dutyguard.core.evaluate.evaluate` with the registry the gate uses. What differs from the
+:class:`dutyguard.core.evaluate.Evaluator` with the registry the gate uses. What differs from the
 gate is only what happens to each finding: the enforced state maps it to deny / warn / audit,
 and an approved exception from the signed snapshot waives it, exactly as in CI.
 
@@ -41,7 +41,7 @@ from dutyguard.admission.state import (
     builtin_state,
 )
 from dutyguard.core import jsonview as jv
-from dutyguard.core.evaluate import evaluate
+from dutyguard.core.evaluate import Evaluator
 from dutyguard.core.model import Finding, Waiver
 from dutyguard.core.policy import Policy
 from dutyguard.core.resource import Resource
@@ -123,6 +123,20 @@ class Decider:
     cluster: str = ""
     fallback: EnforcementState = field(default_factory=builtin_state)
     """What :attr:`FailMode.DEFAULT_POLICY` enforces."""
+    _evaluators: dict[int, tuple[EnforcementState, Evaluator]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """One evaluator per state (by identity; the state is kept so its id cannot be reused)."""
+
+    def _evaluator(self, state: EnforcementState, policy: Policy) -> Evaluator:
+        hit = self._evaluators.get(id(state))
+        if hit is not None and hit[0] is state:
+            return hit[1]
+        if len(self._evaluators) >= 8:  # states are replaced on each verified pull: keep the new ones
+            self._evaluators.clear()
+        ev = Evaluator(self.registry, policy)
+        self._evaluators[id(state)] = (state, ev)
+        return ev
 
     def decide(self, request: AdmissionRequest, view: StateView) -> Decision:
         try:
@@ -203,7 +217,7 @@ class Decider:
         exceptions: bool = True,
     ) -> Decision:
         policy = state.policy_for(subject.namespace)
-        ev = evaluate(self.registry, policy, [obj, *object_text(obj, subject)])
+        ev = self._evaluator(state, policy).evaluate_under(policy, [obj, *object_text(obj, subject)])
         if ev.errors:
             return Decision(
                 Outcome.DENY,

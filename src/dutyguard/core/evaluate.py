@@ -72,10 +72,27 @@ class Evaluator:
         return groups
 
     def evaluate(self, resources: Iterable[Resource]) -> Evaluation:
+        return self._run(resources, None)
+
+    def evaluate_under(self, policy: Policy, resources: Iterable[Resource]) -> Evaluation:
+        """Evaluate every resource under ``policy``: this evaluator's policy with another Pod
+        Security level (what :meth:`Policy.for_namespace` makes). The admission webhook decides
+        the namespace's level itself and keeps one evaluator per verified state, so the rule
+        runs are resolved once per state, not once per request."""
+        base = self.policy
+        if (
+            policy.enabled_rules is not base.enabled_rules
+            or policy.severity_overrides is not base.severity_overrides
+        ):
+            # Another rule selection: the cached runs would be wrong for it.
+            return Evaluator(self.registry, policy)._run(resources, policy)
+        return self._run(resources, policy)
+
+    def _run(self, resources: Iterable[Resource], fixed: Policy | None) -> Evaluation:
         findings: list[Finding] = []
         errors: list[ScanError] = []
         for res in resources:
-            policy = self._policy_for(res.namespace)
+            policy = fixed if fixed is not None else self._policy_for(res.namespace)
             identity = res.identity()
             for screen, members in self._rules_for(type(res), policy):
                 may_find: Container[AnyRule] | None = None

@@ -184,15 +184,13 @@ class RunAsNonRoot(PSSRule):
             yield Violation(f"pod must not set securityContext.runAsNonRoot={show(pf.value)}", path=pf.path)
         for c in pod.containers:
             f = container_field(c, "securityContext", "runAsNonRoot")
+            if f.value is True or (f.unset and pod_true):
+                continue
             subject = f"container {quote(c.name)}"
             if f.malformed:
                 msg = unverifiable(subject, f, "securityContext.runAsNonRoot")
             elif f.unset:
-                if pod_true:
-                    continue
                 msg = f"pod or {subject} must set securityContext.runAsNonRoot=true"
-            elif f.value is True:
-                continue
             else:
                 msg = f"{subject} must not set securityContext.runAsNonRoot={show(f.value)}"
             yield Violation(msg, path=f.path, container=c.name)

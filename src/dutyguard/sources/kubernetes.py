@@ -83,9 +83,10 @@ class K8sObject(Resource):
         object.__setattr__(self, "namespace", jv.as_str(md.get("namespace")))
         object.__setattr__(self, "pod_spec_path", spec_path)
         refs: list[ContainerRef] = []
-        if spec_path is not None:
+        spec = jv.as_map(jv.get(self.doc, spec_path)) if spec_path is not None else None
+        if spec_path is not None and spec is not None:
             for list_name in CONTAINER_LISTS:
-                for i, c in jv.items(self.doc, (*spec_path, list_name)):
+                for i, c in enumerate(jv.as_list(spec.get(list_name)) or ()):
                     m = jv.as_map(c)
                     if m is not None:
                         refs.append(ContainerRef(list_name, i, (*spec_path, list_name, i), m))

@@ -4,7 +4,9 @@ Nothing here is a hand-written allow list: for a route declaring ``requires(duty
 allowed exactly when ``roles.yaml`` gives it the duty and the RACI matrix lets it exercise it;
 dynamic routes take the duty from the stored object's approval policy. An identity holding only
 that role (bound at organisation scope) calls the route; allowed means "not 401/403", denied
-means 403 (and an audit entry), no credentials means 401 (and an audit entry).
+means 403 (and an audit entry), no credentials means 401 (and an audit entry). The table is run
+again with ids that name nothing: existence is disclosed only to a role that could act on such an
+object (``server.authz``: a route's ``could`` duties).
 """
 
 from __future__ import annotations
@@ -244,6 +246,76 @@ def test_every_route_against_every_role_and_no_credentials(org: Org) -> None:
                     mismatches.append(f"{d.method} {d.path} as {role}: 403 without an audit entry")
                 elif r.headers["content-type"] != "application/problem+json":
                     mismatches.append(f"{d.method} {d.path} as {role}: 403 not problem+json")
+    assert not mismatches, "\n".join(mismatches)
+
+
+# Well-formed ids (the formats the server issues) that name nothing.
+_MISSING = {
+    "user_id": "nobody",
+    "team_id": "ghost-team",
+    "identity_id": "nobody",
+    "kind": "app",
+    "name": "ghost-app",
+    "token_id": "0123456789abcdef",
+    "binding_id": "rb-0123456789abcdef",
+    "mitigation_id": "mit-0123456789abcdef",
+    "grant_id": "bg-0123456789abcdef",
+    "approval_id": "apr-0123456789abcdef",
+    "proposal_id": "pol-0123456789abcdef",
+    "version": "999",
+    "exception_id": "exc-0123456789abcdef",
+    "attestation_id": "att-0123456789abcdef",
+}
+
+
+def _could(org: Org, req: Requirement, path: str, role: Role) -> bool:
+    """Whether ``role`` could act on *some* object of this route (the rule for a missing id).
+
+    A dynamic route declares every duty it can need (``could``); one on the caller's own objects
+    (tokens, grants) treats a missing id as someone else's, so the fixture's duty applies.
+    """
+    if req.access is not Access.DYNAMIC:
+        return _expected_allowed(org, req, path, role)
+    duties = req.could_need(org.rt) or {_dynamic_duty(path)}
+    return any(d in org.rt.roles.duties_of(role) and org.rt.raci.permits(role, d) for d in duties)
+
+
+def _without_instance(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k != "instance"}
+
+
+def test_every_route_with_a_missing_id_against_every_role(org: Org) -> None:
+    """The same table with ids that name nothing: a role that could never act on such an object
+    gets 403 (audited) as for an existing one, and for a dynamic route the very same problem; a
+    role that could gets 404 (422 where a static check passes and the empty body is refused)."""
+    tokens = _role_identities(org)
+    existing = _fixtures(org)
+    mismatches: list[str] = []
+    routes = [d for d in declared_routes(org.client.app) if "{" in d.path]  # type: ignore[arg-type]
+    assert len(routes) >= 20
+    for d in routes:
+        missing = re.sub(r"\{(\w+)\}", lambda m: _MISSING[m.group(1)], d.path)
+        present = re.sub(r"\{(\w+)\}", lambda m: existing[m.group(1)], d.path)
+        if _call(org, d.method, missing, None).status_code != 401:
+            mismatches.append(f"{d.method} {d.path} missing id without credentials: expected 401")
+        dynamic = d.requirement.access is Access.DYNAMIC
+        for role in Role:
+            before = len(org.audit(outcome="refused"))
+            r = _call(org, d.method, missing, tokens[role])
+            where = f"{d.method} {d.path} as {role} (missing id): {r.status_code}"
+            if _could(org, d.requirement, d.path, role):
+                if r.status_code not in ((404,) if dynamic else (404, 422)):
+                    mismatches.append(f"{where}, expected 404")
+                continue
+            if r.status_code != 403:
+                mismatches.append(f"{where}, expected 403")
+                continue
+            if len(org.audit(outcome="refused")) != before + 1:
+                mismatches.append(f"{where} without exactly one audit entry")
+            if dynamic:
+                seen = _call(org, d.method, present, tokens[role])
+                if seen.status_code != 403 or _without_instance(seen.json()) != _without_instance(r.json()):
+                    mismatches.append(f"{where} {r.json()} differs from the existing object's {seen.json()}")
     assert not mismatches, "\n".join(mismatches)
 
 

@@ -109,7 +109,7 @@ def test_admin_cannot_approve_own_sensitive_binding_request(org: Org) -> None:
         body = {"reason": "looks fine to me"}
         r = org.post("adam", f"/approvals/{approval}/{verb}", body)
         assert r.status_code == 403, r.json()
-        assert r.json()["duty"] == "role.approve"
+        assert "role.approve" in r.json()["duties"]  # any kind's approver duty (existence probing)
     # nor the bootstrap administrator, another admin than the maker
     r = org.post("admin", f"/approvals/{approval}/approve", {"reason": "ok"})
     assert r.status_code == 403

@@ -11,10 +11,19 @@ Kinds of declaration:
   target scope (organisation by default, or taken from a path parameter);
 - ``requires(duty, any_scope=True)``: the caller must hold the duty somewhere; the handler then
   decides the exact scope from the validated body, through :func:`enforce` (role bindings);
-- ``requires_dynamic(resolver)``: the duty and scope depend on a stored object (an approval
-  request is decided with its kind's approver duty over its scope);
+- ``requires_dynamic(resolver, could=...)``: the duty and scope depend on a stored object (an
+  approval request is decided with its kind's approver duty over its scope);
 - ``authenticated()``: any valid identity (``whoami``, one's own tokens);
 - ``public()``: no credentials (health, the OpenAPI document).
+
+Existence is not disclosed to who could never act. A dynamic route whose duty depends on the object
+declares ``could``: every duty it can ever need. A caller holding none of them over any scope is
+refused before the object is read, with the same audited 403 whatever the id, so an id cannot be
+probed; a caller holding one gets the object's own check, or 404 (:class:`Missing`) when there is
+no such object. A route on the caller's own objects (tokens, break-glass grants) instead answers a
+missing id as someone else's object (``Missing.unowned``): the 403 of an existing one, 404 past it.
+Static and ``any_scope`` declarations are checked before the handler looks anything up, so their
+404 only ever reaches a caller holding the duty.
 
 Default deny: :func:`check_declarations` refuses to build an app in which any route lacks a
 declaration, and the test suite checks every route against every role from the role table.
@@ -23,9 +32,10 @@ Every refusal (401 and 403) is an audit entry.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NoReturn
 
 from fastapi import FastAPI, Request
 from fastapi.routing import APIRoute, iter_route_contexts
@@ -38,7 +48,7 @@ from dutyguard.governance.scope import ASSET_KINDS, ORG, Scope, ScopeKind
 from dutyguard.server import store
 from dutyguard.server.auditing import record_refusal
 from dutyguard.server.auth import Caller, authenticate, route_name, runtime_of
-from dutyguard.server.problems import Problem, forbidden
+from dutyguard.server.problems import Problem, forbidden, not_found
 from dutyguard.server.runtime import Runtime
 
 
@@ -49,9 +59,26 @@ class Access(StrEnum):
     DYNAMIC = "dynamic"
 
 
+@dataclass(frozen=True, slots=True)
+class Missing:
+    """A resolver's answer when the object the route names does not exist.
+
+    ``what`` names it for the 404. ``unowned``: the duty and scope the route needs for an object
+    that is not the caller's own, when that does not depend on the object (another identity's
+    token: ``token.manage`` on the organisation); a missing object gets exactly that check first.
+    ``None``: the check depends on the object, so the route must declare ``could``.
+    """
+
+    what: str
+    unowned: tuple[Duty, Scope] | None = None
+
+
 ScopeOf = Callable[[Request], Scope]
-DynamicOf = Callable[[Runtime, Connection, Request, Caller], tuple[Duty, Scope] | None]
-"""The duty and scope a stored object requires; ``None``: the caller's own object, identity suffices."""
+DynamicOf = Callable[[Runtime, Connection, Request, Caller], tuple[Duty, Scope] | Missing | None]
+"""The duty and scope a stored object requires; ``None``: the caller's own object, identity
+suffices; :class:`Missing`: there is no such object."""
+CouldOf = Callable[[Runtime], Iterable[Duty]]
+"""Every duty a dynamic route can ever need (an approval's depends on its kind)."""
 
 
 def org_scope(_request: Request) -> Scope:
@@ -112,6 +139,7 @@ class Requirement:
         duty: Duty | None = None,
         scope: ScopeOf = org_scope,
         dynamic: DynamicOf | None = None,
+        could: CouldOf | None = None,
         any_scope: bool = False,
         enrollment_ok: bool = False,
         note: str = "",
@@ -124,6 +152,7 @@ class Requirement:
         self.duty = duty
         self.scope = scope
         self.dynamic = dynamic
+        self.could = could
         self.any_scope = any_scope
         self.enrollment_ok = enrollment_ok
         self.note = note
@@ -170,11 +199,7 @@ class Requirement:
         if self.access is Access.AUTHENTICATED:
             return caller
         if self.access is Access.DYNAMIC:
-            assert self.dynamic is not None
-            with rt.db.read() as conn:
-                needed = self.dynamic(rt, conn, request, caller)
-            if needed is not None:
-                enforce(rt, request, caller, *needed)
+            self._enforce_dynamic(rt, request, caller)
             return caller
         assert self.duty is not None
         if self.any_scope:
@@ -182,6 +207,27 @@ class Requirement:
         else:
             enforce(rt, request, caller, self.duty, self.scope(request))
         return caller
+
+    def could_need(self, rt: Runtime) -> frozenset[Duty] | None:
+        """The duties of ``could`` (``None``: not declared)."""
+        return None if self.could is None else frozenset(self.could(rt))
+
+    def _enforce_dynamic(self, rt: Runtime, request: Request, caller: Caller) -> None:
+        assert self.dynamic is not None
+        could = self.could_need(rt)
+        if could is not None:
+            # Before the object is read: the same answer for every id, existing or not.
+            enforce_somewhere(rt, request, caller, could)
+        with rt.db.read() as conn:
+            needed = self.dynamic(rt, conn, request, caller)
+        if isinstance(needed, Missing):
+            if needed.unowned is not None:
+                enforce(rt, request, caller, *needed.unowned)
+            elif could is None:
+                raise ConfigError(f"{route_name(request)}: a missing object needs `could` or `unowned`")
+            raise not_found(needed.what)
+        if needed is not None:
+            enforce(rt, request, caller, *needed)
 
 
 class PublicRequirement(Requirement):
@@ -201,8 +247,18 @@ def requires(
     return Requirement(Access.DUTY, duty, scope, any_scope=any_scope, note=note)
 
 
-def requires_dynamic(resolver: DynamicOf) -> Requirement:
-    return Requirement(Access.DYNAMIC, dynamic=resolver)
+def requires_dynamic(
+    resolver: DynamicOf, *, could: Duty | Iterable[Duty] | CouldOf | None = None
+) -> Requirement:
+    """``could``: every duty the route can ever need (or how to list them from the runtime); a
+    caller holding none of them anywhere is refused before the object is read. Needed when the
+    resolver can answer :class:`Missing` without ``unowned``."""
+    if could is None or callable(could):
+        return Requirement(Access.DYNAMIC, dynamic=resolver, could=could)
+    fixed = frozenset({could} if isinstance(could, Duty) else could)
+    if not fixed:
+        raise ConfigError("`could` lists no duty: nobody could ever call the route")
+    return Requirement(Access.DYNAMIC, dynamic=resolver, could=lambda _rt: fixed)
 
 
 def authenticated(*, enrollment_ok: bool = False, note: str = "") -> Requirement:
@@ -239,28 +295,40 @@ def enforce(rt: Runtime, request: Request, caller: Caller, duty: Duty, target: S
     return decision
 
 
-def enforce_somewhere(rt: Runtime, request: Request, caller: Caller, duty: Duty) -> None:
-    """The caller holds ``duty`` over at least one scope (the handler narrows it)."""
+def enforce_somewhere(rt: Runtime, request: Request, caller: Caller, duty: Duty | frozenset[Duty]) -> None:
+    """The caller holds ``duty`` (given several: one of them) over at least one scope (the handler
+    or the stored object narrows it). The refusal names the caller's own bindings, nothing else."""
+    duties = sorted({duty} if isinstance(duty, Duty) else duty)
     scopes = sorted({b.scope for b in caller.principal.bindings}) or [ORG]
     reasons = []
-    for scope in scopes:
-        decision = decide(rt, caller.principal, duty, scope)
-        if decision.allowed:
-            return
-        reasons.append(decision.reason)
-    deny(rt, request, caller, duty, ORG, reasons[0] if reasons else f"{caller.id} lacks {duty}")
+    for d in duties:
+        for scope in scopes:
+            decision = decide(rt, caller.principal, d, scope)
+            if decision.allowed:
+                return
+            reasons.append(decision.reason)
+    if len(duties) == 1:
+        deny(rt, request, caller, duties[0], ORG, reasons[0] if reasons else f"{caller.id} lacks {duties[0]}")
+    listed = ", ".join(duties) or "(none)"
+    deny(rt, request, caller, duties, ORG, f"{caller.id} holds none of {listed} on any scope")
 
 
-def deny(rt: Runtime, request: Request, caller: Caller, duty: Duty, target: Scope, reason: str) -> None:
+def deny(
+    rt: Runtime, request: Request, caller: Caller, duty: Duty | list[Duty], target: Scope, reason: str
+) -> NoReturn:
+    """Audit the refusal and raise 403; several duties (any one would do) are listed as ``duties``."""
+    named: dict[str, str | list[str]] = (
+        {"duty": duty.value} if isinstance(duty, Duty) else {"duties": [d.value for d in duty]}
+    )
     record_refusal(
         rt,
         actor=caller.id,
         principal=caller.principal,
         action="request.denied",
         obj=route_name(request),
-        details={"duty": duty.value, "target": str(target), "reason": reason},
+        details={**named, "target": str(target), "reason": reason},
     )
-    raise forbidden(reason, duty=duty.value, target=str(target))
+    raise forbidden(reason, **named, target=str(target))
 
 
 # -- declarations --------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from dutyguard.server import pagination, store
 from dutyguard.server.approval_kinds import KindHandler
 from dutyguard.server.auditing import record, record_refusal
 from dutyguard.server.auth import Caller
-from dutyguard.server.authz import authenticated, requires_dynamic
+from dutyguard.server.authz import Missing, authenticated, requires_dynamic
 from dutyguard.server.authz import decide as authz_decide
 from dutyguard.server.problems import Problem, not_found
 from dutyguard.server.routes._common import RuntimeDep, refusals
@@ -67,7 +67,7 @@ def approval_out(
 
 def _load(
     rt: Runtime, conn: Connection, request: Request, caller: Caller
-) -> tuple[store.StoredRequest, KindHandler]:
+) -> tuple[store.StoredRequest, KindHandler] | Missing:
     request_id = str(request.path_params.get("approval_id", ""))
     try:
         stored = store.get_request(conn, request_id)
@@ -85,7 +85,7 @@ def _load(
             409, "tampered", "Stored request is invalid", e.message, extra={"code": e.code}
         ) from None
     if stored is None:
-        raise not_found(f"approval request {request_id!r}")
+        return Missing(f"approval request {request_id!r}")
     handler = rt.approval_kinds.get(stored.request.kind)
     if handler is None:
         raise Problem(
@@ -94,27 +94,44 @@ def _load(
     return stored, handler
 
 
-def _read_duty(rt: Runtime, conn: Connection, request: Request, caller: Caller) -> tuple[Duty, Scope]:
+def _read_duty(
+    rt: Runtime, conn: Connection, request: Request, caller: Caller
+) -> tuple[Duty, Scope] | Missing:
     """the read duty of the request's kind (`sod.read` for `sod.rules.change`) on its scope"""
-    stored, handler = _load(rt, conn, request, caller)
+    found = _load(rt, conn, request, caller)
+    if isinstance(found, Missing):
+        return found
+    stored, handler = found
     return handler.read_duty, stored.request.scope
 
 
-def _approver_duty(rt: Runtime, conn: Connection, request: Request, caller: Caller) -> tuple[Duty, Scope]:
+def _approver_duty(
+    rt: Runtime, conn: Connection, request: Request, caller: Caller
+) -> tuple[Duty, Scope] | Missing:
     """the request's approver duty (`sod.rules.approve` for `sod.rules.change`) on its scope"""
-    stored, _ = _load(rt, conn, request, caller)
+    found = _load(rt, conn, request, caller)
+    if isinstance(found, Missing):
+        return found
+    stored, _ = found
     return stored.request.approver_duty, stored.request.scope
 
 
-def _maker_duty(rt: Runtime, conn: Connection, request: Request, caller: Caller) -> tuple[Duty, Scope]:
+def _maker_duty(
+    rt: Runtime, conn: Connection, request: Request, caller: Caller
+) -> tuple[Duty, Scope] | Missing:
     """the maker duty of the request's kind (`sod.rules.propose`); only the maker may withdraw"""
-    stored, handler = _load(rt, conn, request, caller)
+    found = _load(rt, conn, request, caller)
+    if isinstance(found, Missing):
+        return found
+    stored, handler = found
     return handler.policy.maker_duty, stored.request.scope
 
 
-_READ = requires_dynamic(_read_duty)
-_VOTE = requires_dynamic(_approver_duty)
-_WITHDRAW = requires_dynamic(_maker_duty)
+# The kind, hence the duty, is known once the request is read: whoever holds none of the
+# duties of any kind is refused first, alike for every id (see server.authz).
+_READ = requires_dynamic(_read_duty, could=lambda rt: {h.read_duty for h in rt.approval_kinds})
+_VOTE = requires_dynamic(_approver_duty, could=lambda rt: {h.policy.approver_duty for h in rt.approval_kinds})
+_WITHDRAW = requires_dynamic(_maker_duty, could=lambda rt: {h.policy.maker_duty for h in rt.approval_kinds})
 
 
 @router.get("/approvals")

@@ -20,7 +20,7 @@ from dutyguard.governance.scope import ORG, Scope
 from dutyguard.server import pagination, store
 from dutyguard.server.auditing import record
 from dutyguard.server.auth import Caller
-from dutyguard.server.authz import requires, requires_dynamic
+from dutyguard.server.authz import Missing, requires, requires_dynamic
 from dutyguard.server.problems import not_found
 from dutyguard.server.routes._common import RuntimeDep, refusals
 from dutyguard.server.runtime import Runtime
@@ -47,11 +47,15 @@ def grant_out(g: Grant, rt: Runtime) -> GrantOut:
     )
 
 
-def _close_duty(rt: Runtime, conn: Connection, request: Request, caller: Caller) -> tuple[Duty, Scope]:
+def _close_duty(
+    rt: Runtime, conn: Connection, request: Request, caller: Caller
+) -> tuple[Duty, Scope] | Missing:
     """`breakglass.open` on the grant's scope for its opener; `breakglass.review` for anyone else"""
-    grant = store.get_grant(conn, str(request.path_params.get("grant_id", "")))
+    grant_id = str(request.path_params.get("grant_id", ""))
+    grant = store.get_grant(conn, grant_id)
     if grant is None:
-        raise not_found("break-glass grant")
+        # Not the caller's own grant (they know those): refused as another's would be.
+        return Missing(f"break-glass grant {grant_id!r}", unowned=(Duty.BREAKGLASS_REVIEW, ORG))
     if grant.opener == caller.id:
         return Duty.BREAKGLASS_OPEN, grant.scope
     return Duty.BREAKGLASS_REVIEW, ORG

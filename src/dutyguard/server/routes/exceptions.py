@@ -45,7 +45,7 @@ from dutyguard.policy.model import PolicyBundle
 from dutyguard.server import exception_store, pagination, policy_store, published, store
 from dutyguard.server.auditing import record
 from dutyguard.server.auth import Caller
-from dutyguard.server.authz import enforce, requires, requires_dynamic
+from dutyguard.server.authz import Missing, enforce, requires, requires_dynamic
 from dutyguard.server.exception_store import ExceptionRecord
 from dutyguard.server.problems import Problem
 from dutyguard.server.routes._common import RuntimeDep, refusals
@@ -297,24 +297,42 @@ def show_exception(exception_id: str, rt: RuntimeDep) -> ExceptionOut:
     return exception_out(rec, rt)
 
 
-def _load(conn: Connection, request: Request) -> ExceptionRecord:
+def _stored_scope(conn: Connection, request: Request) -> Scope | Missing:
+    """The stored exception's approval scope, or :class:`Missing` (the routes declare ``could``:
+    whoever holds their duty nowhere is refused before this runs, for every id alike)."""
     exception_id = str(request.path_params.get("exception_id", ""))
-    return loaded(lambda: exception_store.get(conn, exception_id), f"exception {exception_id!r}")
+    try:
+        rec = exception_store.get(conn, exception_id)
+    except GovernanceError as e:
+        raise tampered(e) from None
+    return Missing(f"exception {exception_id!r}") if rec is None else rec.approval.scope
 
 
-def _approver(rt: Runtime, conn: Connection, request: Request, caller: Caller) -> tuple[Duty, Scope]:
+def _approver(
+    rt: Runtime, conn: Connection, request: Request, caller: Caller
+) -> tuple[Duty, Scope] | Missing:
     """`exception.approve` on the exception's scope (its app, else namespace, cluster, organisation)"""
-    return Duty.EXCEPTION_APPROVE, _load(conn, request).approval.scope
+    scope = _stored_scope(conn, request)
+    return scope if isinstance(scope, Missing) else (Duty.EXCEPTION_APPROVE, scope)
 
 
-def _revoker(rt: Runtime, conn: Connection, request: Request, caller: Caller) -> tuple[Duty, Scope]:
+def _revoker(rt: Runtime, conn: Connection, request: Request, caller: Caller) -> tuple[Duty, Scope] | Missing:
     """`exception.revoke` on the exception's scope"""
-    return Duty.EXCEPTION_REVOKE, _load(conn, request).approval.scope
+    scope = _stored_scope(conn, request)
+    return scope if isinstance(scope, Missing) else (Duty.EXCEPTION_REVOKE, scope)
 
 
-def _requester(rt: Runtime, conn: Connection, request: Request, caller: Caller) -> tuple[Duty, Scope]:
+def _requester(
+    rt: Runtime, conn: Connection, request: Request, caller: Caller
+) -> tuple[Duty, Scope] | Missing:
     """`exception.request` on the exception's scope; only its requester may withdraw or re-scope it"""
-    return Duty.EXCEPTION_REQUEST, _load(conn, request).approval.scope
+    scope = _stored_scope(conn, request)
+    return scope if isinstance(scope, Missing) else (Duty.EXCEPTION_REQUEST, scope)
+
+
+_APPROVER = requires_dynamic(_approver, could=Duty.EXCEPTION_APPROVE)
+_REVOKER = requires_dynamic(_revoker, could=Duty.EXCEPTION_REVOKE)
+_REQUESTER = requires_dynamic(_requester, could=Duty.EXCEPTION_REQUEST)
 
 
 def _check_approver_rules(
@@ -415,7 +433,7 @@ def _vote(rt: Runtime, caller: Caller, exception_id: str, body: VoteBody, approv
 def approve(
     exception_id: str,
     body: VoteBody,
-    caller: Annotated[Caller, Depends(requires_dynamic(_approver))],
+    caller: Annotated[Caller, Depends(_APPROVER)],
     rt: RuntimeDep,
 ) -> ExceptionOut:
     """Approve someone else's request (not your team's); the vote that reaches the quorum grants it."""
@@ -426,7 +444,7 @@ def approve(
 def reject(
     exception_id: str,
     body: VoteBody,
-    caller: Annotated[Caller, Depends(requires_dynamic(_approver))],
+    caller: Annotated[Caller, Depends(_APPROVER)],
     rt: RuntimeDep,
 ) -> ExceptionOut:
     """Reject a request (a reason is required); one rejection ends it."""
@@ -437,7 +455,7 @@ def reject(
 def withdraw_exception(
     exception_id: str,
     body: WithdrawBody,
-    caller: Annotated[Caller, Depends(requires_dynamic(_requester))],
+    caller: Annotated[Caller, Depends(_REQUESTER)],
     rt: RuntimeDep,
 ) -> ExceptionOut:
     obj = f"exception:{exception_id}"
@@ -456,7 +474,7 @@ def change_scope(
     exception_id: str,
     body: ScopeChange,
     request: Request,
-    caller: Annotated[Caller, Depends(requires_dynamic(_requester))],
+    caller: Annotated[Caller, Depends(_REQUESTER)],
     rt: RuntimeDep,
 ) -> ExceptionOut:
     """Correct the scope of one's own request before anyone voted; refused (and audited) after.
@@ -507,7 +525,7 @@ def change_scope(
 def revoke(
     exception_id: str,
     body: RevokeBody,
-    caller: Annotated[Caller, Depends(requires_dynamic(_revoker))],
+    caller: Annotated[Caller, Depends(_REVOKER)],
     rt: RuntimeDep,
 ) -> ExceptionOut:
     """End an active exception now; the next snapshot leaves it out."""

@@ -25,7 +25,7 @@ from dutyguard.governance.scope import ORG, Scope
 from dutyguard.server import pagination, store, tokens
 from dutyguard.server.auditing import record
 from dutyguard.server.auth import Caller, client_address
-from dutyguard.server.authz import authenticated, enforce, requires_dynamic
+from dutyguard.server.authz import Missing, authenticated, enforce, requires_dynamic
 from dutyguard.server.problems import Problem, not_found
 from dutyguard.server.routes._common import RuntimeDep, refusals
 from dutyguard.server.runtime import Runtime
@@ -157,11 +157,13 @@ def _others_tokens(
 
 def _token_owner(
     rt: Runtime, conn: Connection, request: Request, caller: Caller
-) -> tuple[Duty, Scope] | None:
+) -> tuple[Duty, Scope] | Missing | None:
     """own token: any identity; another's: `token.manage` on the organisation"""
-    rec = store.get_token(conn, str(request.path_params.get("token_id", "")))
+    token_id = str(request.path_params.get("token_id", ""))
+    rec = store.get_token(conn, token_id)
     if rec is None:
-        raise not_found("token")
+        # Not the caller's own token (they can list those): refused as another's would be.
+        return Missing(f"token {token_id!r}", unowned=(Duty.TOKEN_MANAGE, ORG))
     return None if rec.identity_id == caller.id else (Duty.TOKEN_MANAGE, ORG)
 
 

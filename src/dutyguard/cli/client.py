@@ -42,7 +42,9 @@ class ApiError(DutyguardError):
     def diagnostics(self) -> str:
         title = self.problem.get("title") or "request failed"
         detail = self.problem.get("detail") or ""
-        lines = [f"{self.status} {title}: {detail}".rstrip(": ")]
+        # Status 0: no HTTP answer at all (unreachable, a broken download): no number to show.
+        status = f"{self.status} " if self.status else ""
+        lines = [f"{status}{title}: {detail}".rstrip(": ")]
         if self.problem.get("type"):
             lines[0] += f" [{self.kind}]"
         for err in self.problem.get("errors") or ():

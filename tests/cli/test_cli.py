@@ -206,6 +206,19 @@ def test_unwritable_output_exits_2_without_a_traceback(capsys, privileged: Path,
     assert "Traceback" not in err
 
 
+def test_an_os_error_no_command_named_is_still_a_message(
+    capsys, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The last line of defence of the one handler: a path error a command did not translate.
+    def refuse(*_args: object, **_kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied", str(tmp_path / "bundle.yaml"))
+
+    monkeypatch.setattr("dutyguard.policy.parse.load_bundle", refuse)
+    code, out, err = run(capsys, "policy", "lint", str(tmp_path / "bundle.yaml"))
+    assert (code, out) == (2, "")
+    assert err == f"dutyguard: error: {tmp_path / 'bundle.yaml'}: Permission denied\n"
+
+
 def test_stdin_is_scanned_as_a_manifest(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     class FakeStdin(io.StringIO):
         buffer = io.BytesIO(PRIVILEGED_POD.encode())

@@ -134,3 +134,18 @@ def test_state_pull_and_keys_export(
         )
         assert code == 2
         assert "[missing]" in err and "403" in err
+        # a path that cannot be written is an error naming it (exit 2), never a traceback
+        blocker = tmp_path / "a-file"
+        blocker.write_text("")
+        for argv, named in (
+            (
+                ("keys", "export", "-o", str(blocker / "ring.json")),
+                f"--output: cannot write {blocker}/ring.json",
+            ),
+            (
+                ("state", "pull", str(blocker / "state")),
+                f"{blocker}/state: cannot save the signed state there",
+            ),
+        ):
+            code, _, err = _cli(monkeypatch, capsys, url, ci, *argv)
+            assert (code, err.startswith(f"dutyguard: error: {named}")) == (2, True), err

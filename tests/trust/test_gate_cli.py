@@ -397,3 +397,55 @@ def test_plain_scan_loads_no_trust_code(node_exporter: str) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+# --- --server and --attest, with the control plane replaced by what it would answer -----------------
+IMAGE = "oci://registry.example.com/shop/api@sha256:" + "5e" * 32
+PASSING = "checkov/tests/kubernetes/checks/example_HostPort/nginx-app-PASSED.yaml"
+
+
+def _serve_from(monkeypatch: pytest.MonkeyPatch, state: Path) -> None:
+    """``--server`` downloads into a temporary directory; here it is the simulator's pull."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def pulled(url: str):  # type: ignore[no-untyped-def]
+        yield state
+
+    monkeypatch.setattr("dutyguard.cli.gate_client.pulled", pulled)
+
+
+def _attested(monkeypatch: pytest.MonkeyPatch, decision: str, grant_id: str | None = None) -> None:
+    answer = {
+        "id": "att-0123456789abcdef",
+        "decision": decision,
+        "subject": IMAGE,
+        "breakglass_grant": grant_id,
+        "envelope": {"payloadType": "application/vnd.in-toto+json", "payload": "", "signatures": []},
+    }
+    monkeypatch.setattr("dutyguard.cli.gate_client.submit", lambda *args: answer)
+
+
+def _server_scan(runner: Runner, *args: str) -> tuple[int, str, str]:
+    code = main(
+        ["scan", "--server", "https://cp.test.example", "--trust", str(runner.key),
+         "--state-file", str(runner.state_file), "--app", "shop-api", *args]
+    )  # fmt: skip
+    out, err = runner.capsys.readouterr()
+    return code, out, err
+
+
+def test_unwritable_attestation_output_exits_2_naming_the_attestation(
+    cp: ControlPlane, runner: Runner, shared_data: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cp.pull(runner.state, cp.publish(), cp.snapshot())
+    _serve_from(monkeypatch, runner.state)
+    _attested(monkeypatch, "pass")
+    target = tmp_path / "no-such-dir" / "att.json"
+    code, _, err = _server_scan(
+        runner, "--subject", IMAGE, "--attest", "--attest-output", str(target), str(shared_data / PASSING)
+    )
+    assert code == 2
+    assert f"--attest-output: cannot write {target}" in err
+    assert "dutyguard attest get att-0123456789abcdef" in err
+    assert "Traceback" not in err

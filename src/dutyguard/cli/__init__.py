@@ -122,6 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DutyguardError as e:
         print(f"dutyguard: error: {e.diagnostics()}", file=sys.stderr)
         return 2
+    except OSError as e:  # a path a command was given that no handler named: still no traceback
+        where = f"{e.filename}: " if e.filename is not None else ""
+        print(f"dutyguard: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
     except typer.Exit as e:
         return int(e.exit_code or 0)
     except typer.Abort:

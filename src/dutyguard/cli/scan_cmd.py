@@ -450,7 +450,13 @@ def _attest(
     from dutyguard.formats._text import terminal
 
     result = gate_client.submit(server, report, gate, context, subject)
-    gate_client.save_attestation(result, out)
+    try:
+        gate_client.save_attestation(result, out)
+    except OSError as e:
+        raise ConfigError(
+            f"--attest-output: cannot write {terminal(str(out), 300)}: {e.strerror or e}; the control plane "
+            f"signed attestation {result['id']}: `dutyguard attest get {result['id']} -o FILE` fetches it"
+        ) from None
     decision = result["decision"]
     print(
         f"dutyguard: gate attestation {result['id']} signed by the control plane: decision {decision} "

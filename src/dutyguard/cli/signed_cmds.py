@@ -35,6 +35,13 @@ def _read_text(path: Path, what: str) -> str:
         raise InputError(str(path), f"not valid UTF-8 (byte {e.start})") from None
 
 
+def _write_text(path: Path, text: str, flag: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{flag}: cannot write {path}: {e.strerror or e}") from None
+
+
 def _shown(fmt: str, item: dict[str, Any], show: Callable[[dict[str, Any]], None]) -> bool:
     """Print ``item`` as JSON or through ``show``; True when shown as text (the caller may add a hint)."""
     if fmt == "json":
@@ -545,14 +552,17 @@ def state_pull(
         summary = None
         if trust:
             summary = _verify_pulled(staged, trust)
-        directory.mkdir(parents=True, exist_ok=True)
-        for name, _path in gate_client.STATE_PATHS:
-            gate_client._write(directory / name, (staged / name).read_bytes())
-        if attestations:
-            target = directory / gate_client.ATTESTATIONS_DIR
-            if target.exists():
-                shutil.rmtree(target)
-            shutil.copytree(staged / gate_client.ATTESTATIONS_DIR, target)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            for name, _path in gate_client.STATE_PATHS:
+                gate_client._write(directory / name, (staged / name).read_bytes())
+            if attestations:
+                target = directory / gate_client.ATTESTATIONS_DIR
+                if target.exists():
+                    shutil.rmtree(target)
+                shutil.copytree(staged / gate_client.ATTESTATIONS_DIR, target)
+        except OSError as e:
+            raise ConfigError(f"{directory}: cannot save the signed state there: {e.strerror or e}") from None
     result = {"directory": str(directory), "server": server, "saved": saved, "verified": summary}
     if fmt == "json":
         _json(result)
@@ -591,7 +601,7 @@ def keys_export(
     if output is None:
         typer.echo(text, nl=False)
         return
-    output.write_text(text, encoding="utf-8")
+    _write_text(output, text, "--output")
     ids = ", ".join(k["keyid"][:16] + "…" for k in ring["keys"])
     typer.echo(f"wrote the keyring ({ids}) to {output}; compare the key ids with the control plane's host")
 
@@ -634,7 +644,7 @@ def attest_get(
 ) -> None:
     """Save one attestation (a DSSE envelope) for `dutyguard attest verify FILE --trust KEY`."""
     a = _run("json", url, lambda c: c.get(f"/attestations/{attestation_id}"))
-    output.write_text(json.dumps(a["envelope"], indent=2) + "\n", encoding="utf-8")
+    _write_text(output, json.dumps(a["envelope"], indent=2) + "\n", "--output")
     typer.echo(f"saved attestation {attestation_id} ({a['decision']} for {a['subject']}) to {output}")
 
 

@@ -449,3 +449,17 @@ def test_unwritable_attestation_output_exits_2_naming_the_attestation(
     assert f"--attest-output: cannot write {target}" in err
     assert "dutyguard attest get att-0123456789abcdef" in err
     assert "Traceback" not in err
+
+
+def test_server_state_failure_names_the_url_not_a_temporary_file(
+    cp: ControlPlane, runner: Runner, node_exporter: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cp.pull(runner.state, cp.publish(), cp.snapshot())
+    edit_payload(runner.state / BUNDLE_FILE, lambda p: p["bundle"]["spec"].update(rules={}))
+    _serve_from(monkeypatch, runner.state)
+    code, out, err = _server_scan(runner, node_exporter)
+    assert (code, out) == (2, "")
+    assert err.startswith(
+        "dutyguard: error: https://cp.test.example/api/v1/state/bundle: verification failed"
+    )
+    assert str(runner.state) not in err

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from dutyguard.core.rule import RuleRegistry
     from dutyguard.exceptions.matcher import MatchContext
+    from dutyguard.trust.errors import TrustError
     from dutyguard.trust.gate import SignedGate
 
 EPILOG = (
@@ -381,11 +382,17 @@ def scan(
         # Every check happens here, before anything is read: a failure is exit 2 (fail closed).
         if server is not None:
             from dutyguard.cli.gate_client import pulled
+            from dutyguard.trust.errors import TrustError
             from dutyguard.trust.keys import load_trust
 
             load_trust(trust)  # an unusable --trust fails before any download
             with pulled(server) as fetched:
-                gate = open_state(fetched, trust, seen, registry, utc_now(), cache_snapshots=cache_snapshots)
+                try:
+                    gate = open_state(
+                        fetched, trust, seen, registry, utc_now(), cache_snapshots=cache_snapshots
+                    )
+                except TrustError as e:
+                    raise _as_served(e, fetched, server) from None
         else:
             assert state is not None
             gate = open_state(state, trust, seen, registry, utc_now(), cache_snapshots=cache_snapshots)
@@ -440,6 +447,17 @@ def scan(
 
     exit_without_teardown()
     raise typer.Exit(report.exit_code)
+
+
+def _as_served(error: TrustError, fetched: Path, server: str) -> TrustError:
+    """The same failure, naming the document by the URL it was served from: the temporary
+    directory it was checked in is gone by the time anyone reads the message."""
+    from dutyguard.cli.gate_client import STATE_PATHS
+
+    served = {str(fetched / name): f"{server.rstrip('/')}/api/v1{path}" for name, path in STATE_PATHS}
+    if error.source not in served:
+        return error
+    return type(error)(served[error.source], error.reason)
 
 
 def _attest(

@@ -435,6 +435,54 @@ def _server_scan(runner: Runner, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def test_server_state_failure_names_the_url_not_a_temporary_file(
+    cp: ControlPlane, runner: Runner, node_exporter: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cp.pull(runner.state, cp.publish(), cp.snapshot())
+    edit_payload(runner.state / BUNDLE_FILE, lambda p: p["bundle"]["spec"].update(rules={}))
+    _serve_from(monkeypatch, runner.state)
+    code, out, err = _server_scan(runner, node_exporter)
+    assert (code, out) == (2, "")
+    assert err.startswith(
+        "dutyguard: error: https://cp.test.example/api/v1/state/bundle: verification failed"
+    )
+    assert str(runner.state) not in err
+
+
+def test_attested_fail_fails_a_gate_that_passed_locally(
+    cp: ControlPlane, runner: Runner, shared_data: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cp.pull(runner.state, cp.publish(), cp.snapshot())
+    _serve_from(monkeypatch, runner.state)
+    _attested(monkeypatch, "fail")
+    out_file = tmp_path / "att.json"
+    args = ("--subject", IMAGE, "--attest", "--attest-output", str(out_file), str(shared_data / PASSING))
+    code, _, err = _server_scan(runner, *args)
+    assert code == 1, err
+    assert "the control plane decided fail where this runner passed" in err
+    assert out_file.is_file()  # the signed verdict is kept: it is the evidence of the failure
+    _attested(monkeypatch, "pass")
+    assert _server_scan(runner, *args)[0] == 0
+
+
+def test_breakglass_attestation_lets_a_blocked_gate_pass_loudly(
+    cp: ControlPlane, runner: Runner, node_exporter: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cp.pull(runner.state, cp.publish(), cp.snapshot())
+    _serve_from(monkeypatch, runner.state)
+    _attested(monkeypatch, "breakglass", "bg-42")
+    code, _, err = _server_scan(
+        runner, "--subject", IMAGE, "--attest", "--attest-output", str(tmp_path / "a.json"), node_exporter
+    )
+    assert code == 0, err
+    assert "decision breakglass" in err
+    assert "BREAK-GLASS" in err and "grant bg-42" in err
+    # without the grant the same scan is the failure it is
+    _attested(monkeypatch, "fail")
+    assert _server_scan(runner, "--subject", IMAGE, "--attest", "--attest-output", str(tmp_path / "b.json"),
+                        node_exporter)[0] == 1  # fmt: skip
+
+
 def test_unwritable_attestation_output_exits_2_naming_the_attestation(
     cp: ControlPlane, runner: Runner, shared_data: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -449,17 +497,3 @@ def test_unwritable_attestation_output_exits_2_naming_the_attestation(
     assert f"--attest-output: cannot write {target}" in err
     assert "dutyguard attest get att-0123456789abcdef" in err
     assert "Traceback" not in err
-
-
-def test_server_state_failure_names_the_url_not_a_temporary_file(
-    cp: ControlPlane, runner: Runner, node_exporter: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    cp.pull(runner.state, cp.publish(), cp.snapshot())
-    edit_payload(runner.state / BUNDLE_FILE, lambda p: p["bundle"]["spec"].update(rules={}))
-    _serve_from(monkeypatch, runner.state)
-    code, out, err = _server_scan(runner, node_exporter)
-    assert (code, out) == (2, "")
-    assert err.startswith(
-        "dutyguard: error: https://cp.test.example/api/v1/state/bundle: verification failed"
-    )
-    assert str(runner.state) not in err

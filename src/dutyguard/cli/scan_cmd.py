@@ -481,6 +481,15 @@ def _attest(
         f"for {terminal(result['subject'], 300)}; saved to {terminal(str(out), 300)}",
         file=sys.stderr,
     )
+    if decision == "fail" and report.exit_code == 0:
+        # The control plane judges blocking findings again from the bundle in force; if it
+        # disagrees with this runner, the signed verdict is the one admission will see.
+        print(
+            "dutyguard: error: the control plane decided fail where this runner passed; "
+            "failing the gate as attested (exit 1)",
+            file=sys.stderr,
+        )
+        raise typer.Exit(1)
     if decision == "breakglass":
         print(
             f"dutyguard: warning: BREAK-GLASS: {len(report.blocking)} blocking finding(s) let through under "

@@ -2,7 +2,7 @@
 
 ``policy propose|list|show|diff|history|approve|reject|withdraw`` join ``policy lint`` (which
 stays offline); ``exception request|list|show|approve|reject|revoke|withdraw``; ``state pull DIR``
-(for air-gapped CI and webhooks); ``keys export|rotate``; ``attest list|show``. Every command
+(for air-gapped CI and webhooks); ``keys export|rotate``; ``attest list|get``. Every command
 takes ``--format json``; refusals print the problem and exit 2 (see :mod:`dutyguard.cli.gov_cmds`).
 """
 
@@ -207,6 +207,7 @@ def policy_reject(
     url: str | None = _URL,
     fmt: str = _FMT,
 ) -> None:
+    """Reject a proposal (security, not its maker): one rejection ends it."""
     _act(fmt, url, f"/policies/proposals/{proposal_id}/reject", {"reason": reason}, _print_brief)
 
 
@@ -216,6 +217,7 @@ def policy_withdraw(
     url: str | None = _URL,
     fmt: str = _FMT,
 ) -> None:
+    """Withdraw your own pending proposal (its maker only)."""
     _act(fmt, url, f"/policies/proposals/{proposal_id}/withdraw", {"reason": reason}, _print_brief)
 
 
@@ -445,6 +447,7 @@ def exception_list(
     url: str | None = _URL,
     fmt: str = _FMT,
 ) -> None:
+    """Exceptions and requests you may read, newest first."""
     items = _run(fmt, url, lambda c: list(c.paginate("/exceptions", status=status, app=app, rule=rule)))
     rows = [
         {
@@ -464,6 +467,7 @@ def exception_list(
 
 @exception_app.command("show")
 def exception_show(exception_id: str, url: str | None = _URL, fmt: str = _FMT) -> None:
+    """One exception: scope, texts, approvals, expiry or why it ended."""
     _shown(fmt, _run(fmt, url, lambda c: c.get(f"/exceptions/{exception_id}")), _print_exception)
 
 
@@ -491,6 +495,7 @@ def exception_reject(
     url: str | None = _URL,
     fmt: str = _FMT,
 ) -> None:
+    """Reject a request (security): one rejection ends it."""
     _act(fmt, url, f"/exceptions/{exception_id}/reject", {"reason": reason}, _print_exception)
 
 
@@ -512,6 +517,7 @@ def exception_withdraw(
     url: str | None = _URL,
     fmt: str = _FMT,
 ) -> None:
+    """Withdraw your own request before it is decided."""
     _act(fmt, url, f"/exceptions/{exception_id}/withdraw", {"reason": reason}, _print_exception)
 
 

@@ -145,7 +145,8 @@ def test_unsigned_envelope(signatures: object) -> None:
 @pytest.mark.parametrize(
     ("data", "why"),
     [
-        (b"\xff\xfe", "invalid JSON"),
+        (b"\xff\xfe", "not UTF-8 text, byte 0"),
+        (b"\x00garbage{", "invalid JSON: Expecting value"),  # was "'utf-16-be' codec can't decode"
         (b"[1, 2]", "expected a JSON object"),
         (b'{"payloadType": "t", "signatures": []}', "no 'payload'"),
         (b'{"payload": "e30=", "payload": "e30=", "payloadType": "t"}', "duplicate"),
@@ -160,6 +161,7 @@ def test_unsigned_envelope(signatures: object) -> None:
     ],
     ids=[
         "binary",
+        "nul-led-junk",
         "array",
         "no-payload",
         "duplicate-key",

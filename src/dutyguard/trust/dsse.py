@@ -94,10 +94,16 @@ def parse_envelope(data: bytes, source: str) -> Envelope:
     if len(data) > MAX_ENVELOPE_BYTES:
         raise MalformedError(source, f"larger than {MAX_ENVELOPE_BYTES} bytes")
     try:
-        value = json.loads(data, object_pairs_hook=_no_duplicates)
+        # JSON exchanged between systems is UTF-8 (RFC 8259 §8.1); decoding first keeps json's
+        # encoding detection from calling binary junk "UTF-16".
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise MalformedError(source, f"not a DSSE envelope (not UTF-8 text, byte {e.start})") from None
+    try:
+        value = json.loads(text, object_pairs_hook=_no_duplicates)
     except RecursionError:
         raise MalformedError(source, "not a DSSE envelope (nesting too deep)") from None
-    except ValueError as e:  # includes UnicodeDecodeError
+    except ValueError as e:
         raise MalformedError(source, f"not a DSSE envelope (invalid JSON: {e})") from None
     if not isinstance(value, dict):
         raise MalformedError(source, "not a DSSE envelope (expected a JSON object)")

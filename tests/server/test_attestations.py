@@ -168,9 +168,7 @@ def test_attestations_indexed_by_subject(org: Org) -> None:
     listed = ok(org.get("carol", "/attestations", subject=IMAGE))["items"]
     assert [a["decision"] for a in listed] == ["pass", "fail"]  # newest first
     index = ok(org.get("cluster-prod-eu", "/state/attestations"))["items"]
-    assert {a["subject"]: a["id"] for a in index} == {IMAGE: later["id"], COMMIT: index[0]["id"]} or len(
-        index
-    ) == 2
+    assert len(index) == 2  # the latest of each subject only
     assert {a["subject"] for a in index} == {IMAGE, COMMIT}
     assert [a["id"] for a in index if a["subject"] == IMAGE] == [later["id"]]
     assert org.get("ci-shop", "/attestations").status_code == 403  # a pipeline reads state, not evidence

@@ -71,3 +71,15 @@ def test_binary_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     code, _, err = run(capsys, "policy", "lint", str(path))
     assert code == 2
     assert "not valid UTF-8" in err
+
+
+def test_schema_is_printed_as_shipped(capsys: pytest.CaptureFixture[str]) -> None:
+    from dutyguard.policy import parse
+
+    code, out, err = run(capsys, "policy", "schema")
+    assert (code, err) == (0, "")
+    shipped = Path(parse.__file__).resolve().parents[1] / "data" / "policy-bundle.schema.json"
+    assert out == shipped.read_text(encoding="utf-8")
+    doc = json.loads(out)
+    assert doc["$id"] == "https://dutyguard.dev/schema/policy-bundle/v1"
+    assert doc["$schema"] == "https://json-schema.org/draft/2020-12/schema"

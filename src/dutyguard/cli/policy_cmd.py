@@ -1,7 +1,7 @@
 """``dutyguard policy``: Security's policy bundles.
 
 ``policy lint FILE`` works offline, so Security can lint bundles in its own repository (and in
-its CI) before proposing them. The server's lifecycle commands (propose, approve, show, diff,
+its CI) before proposing them; ``policy schema`` prints the published JSON Schema for editors. The server's lifecycle commands (propose, approve, show, diff,
 history) join the same group: import :data:`policy_app` and add them there.
 """
 
@@ -71,6 +71,18 @@ def lint(
         )
         + f"; digest {bundle.digest}"
     )
+
+
+SCHEMA_RESOURCE = "policy-bundle.schema.json"
+
+
+@policy_app.command("schema")
+def schema() -> None:
+    """Print the bundle's JSON Schema (draft 2020-12), e.g. for an editor in Security's repository."""
+    from importlib.resources import files
+
+    # The shape only: `policy lint` also checks rule ids, packs and tags and the bundle's consistency.
+    typer.echo(files("dutyguard").joinpath("data", SCHEMA_RESOURCE).read_text(encoding="utf-8"), nl=False)
 
 
 def register(app: typer.Typer) -> None:

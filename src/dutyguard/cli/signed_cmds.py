@@ -1,6 +1,6 @@
 """Policy lifecycle, exceptions, signed state and keys: thin clients of the control plane API.
 
-``policy propose|list|show|diff|history|approve|reject|withdraw`` join ``policy lint`` (which
+``policy propose|rollback|list|show|diff|history|approve|reject|withdraw`` join ``policy lint`` (which
 stays offline); ``exception request|list|show|approve|reject|revoke|withdraw``; ``state pull DIR``
 (for air-gapped CI and webhooks); ``keys export|rotate``; ``attest list|get``. Every command
 takes ``--format json``; refusals print the problem and exit 2 (see :mod:`dutyguard.cli.gov_cmds`).
@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from dutyguard.cli.gov_cmds import _FMT, _URL, _emit, _json, _run, _show, _table
 from dutyguard.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from dutyguard.cli.client import Client
 
 MAX_FILE_BYTES = 1024 * 1024
 
@@ -101,6 +104,26 @@ def policy_propose(
     text = _read_text(file, "a policy bundle")
     p = _act(fmt, url, "/policies/proposals", {"document": text, "message": message}, _print_detail)
     if p is not None:
+        typer.echo(f"next: another security member runs `dutyguard policy approve {p['id']}`")
+
+
+def policy_rollback(
+    version: int = typer.Argument(..., metavar="VERSION", min=1, help="The published version to restore."),
+    message: str = typer.Option(..., "--message", "-m", help="Why (shown to approvers)."),
+    url: str | None = _URL,
+    fmt: str = _FMT,
+) -> None:
+    """Propose an earlier version's content again (security): approved, it is published as a new
+    version; an old version is never re-published, so no runner sees a version number go back."""
+
+    def propose_again(c: Client) -> dict[str, Any]:
+        old = c.get(f"/policies/{version}")
+        document = json.dumps(old["document"], indent=2, sort_keys=True) + "\n"
+        proposal: dict[str, Any] = c.post("/policies/proposals", {"document": document, "message": message})
+        return proposal
+
+    p = _run(fmt, url, propose_again)
+    if _shown(fmt, p, _print_detail):
         typer.echo(f"next: another security member runs `dutyguard policy approve {p['id']}`")
 
 
@@ -660,6 +683,7 @@ def register(app: typer.Typer) -> None:
 
     for name, fn in (
         ("propose", policy_propose),
+        ("rollback", policy_rollback),
         ("list", policy_list),
         ("show", policy_show),
         ("diff", policy_diff),

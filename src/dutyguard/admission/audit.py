@@ -36,6 +36,24 @@ Every event is clipped to what the control plane's schema accepts (1,024 charact
 bounded lists, no lone surrogates) and a batch stays under ``max_batch_bytes``: one odd decision
 must not make a whole batch malformed, nor an oversized batch be refused. The wire format is
 documented in docs/admission.md.
+
+With a spool directory (``spool_dir``, ``--spool-dir``; the files are described in
+:mod:`dutyguard.admission.journal`) the must-send decisions also survive the process:
+
+* ``record`` serialises a must-send event once and appends it to the journal, under the lock, so
+  sequence order is queue order; the batch later carries those same bytes. Sampled allows and the
+  counters are not journaled;
+* a batch that carries journaled decisions (or drop counts) is saved as ``inflight`` before its
+  first POST, then the acknowledged sequence moves past it (``acked``); a 2xx or a malformed-drop
+  removes ``inflight``; once everything journaled is acknowledged the journal is emptied, and a
+  journal that keeps growing under load is rotated into ``journal.old``;
+* the acknowledged sequence is, between batches, just below the first journaled decision still in
+  the queue (or the last one written, when none is): everything below it was batched and saved, or
+  dropped as the oldest of a full spool and counted. A batch that could not be saved holds it below
+  its own decisions until it is answered;
+* on start the saved batch is resent first, with its id and bytes (a batch the control plane
+  stored before the crash is answered 200 and not stored twice), then the journaled decisions past
+  the acknowledged sequence are queued again, in order.
 """
 
 from __future__ import annotations
@@ -50,9 +68,11 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from dutyguard.admission.decide import Decision, Outcome
+from dutyguard.admission.journal import MAX_RECORD_BYTES, SavedBatch, Spool
 from dutyguard.admission.metrics import AdmissionMetrics
 from dutyguard.admission.review import AdmissionRequest
 from dutyguard.admission.state import StateView
@@ -101,10 +121,24 @@ class AuditOptions:
     """While the credential is refused, how often the token is re-read to notice a fix."""
     ca_file: str | None = None
     """CA bundle to verify the control plane with (default: the system's)."""
+    spool_dir: Path | None = None
+    """Journal must-send decisions here, so they survive a crash or a restart (docs/admission.md)."""
+    spool_max_bytes: int | None = None
+    """Bound of the journal on disk; by default 4 KiB per decision of ``max_queue`` (40 MiB)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.batch_size <= MAX_BATCH_DECISIONS:
             raise ValueError(f"batch_size must be 1-{MAX_BATCH_DECISIONS} (the control plane's limit)")
+        if self.spool_max_bytes is not None and self.spool_max_bytes < 64 * 1024:
+            raise ValueError("spool_max_bytes must be at least 64 KiB")
+
+    @property
+    def journal_bytes(self) -> int:
+        return self.spool_max_bytes or max(self.max_queue * 4096, 1024 * 1024)
+
+
+_encode = json.JSONEncoder(separators=(",", ":"), check_circular=False).encode
+"""An event as compact JSON: one encoder for every call, no cycle check (events are trees)."""
 
 
 def _time(t: datetime) -> str:
@@ -186,6 +220,55 @@ def decision_event(
     }
 
 
+EVENT_KEYS = frozenset(
+    {
+        "uid",
+        "time",
+        "operation",
+        "subResource",
+        "kind",
+        "group",
+        "namespace",
+        "name",
+        "user",
+        "groups",
+        "dryRun",
+        "outcome",
+        "allowed",
+        "reason",
+        "deniedRules",
+        "findings",
+        "exceptions",
+        "errors",
+        "images",
+        "policy",
+        "stateProblem",
+        "sampled",
+    }
+)
+"""The keys of :func:`decision_event` (a test keeps them equal)."""
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def replayable(payload: bytes) -> bool:
+    """A journaled event, checked before it goes into a batch again. The checksum catches accidents;
+    this catches a well-framed line that is not one of our must-send events."""
+    try:
+        doc = json.loads(payload, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return False
+    return (
+        isinstance(doc, dict)
+        and doc.keys() == EVENT_KEYS
+        and isinstance(doc["uid"], str)
+        and 0 < len(doc["uid"]) <= 128
+        and doc["sampled"] is False
+    )
+
+
 def must_send(d: Decision) -> bool:
     """Denials, exception uses, and anything decided without a verified state (a fail mode).
 
@@ -206,6 +289,61 @@ class Batch:
     allows_counted: int
     allows_since: str | None
     dropped: dict[str, int] = field(default_factory=dict)
+    first_seq: int = 0
+    """Journal sequence numbers of the first and last journaled decision it carries (0: none)."""
+    last_seq: int = 0
+
+
+_BATCH_KEYS = frozenset(
+    {"apiVersion", "kind", "batchId", "cluster", "webhook", "sentAt", "allowsCounted", "dropped", "decisions"}
+)
+
+
+def saved_batch(saved: SavedBatch, options: AuditOptions) -> Batch | tuple[str, str]:
+    """The batch of an ``inflight`` file, or (reason, why) it cannot be resent."""
+    try:
+        doc = json.loads(saved.body, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return "garbage", "not JSON"
+    if not isinstance(doc, dict) or doc.keys() != _BATCH_KEYS:
+        return "garbage", "not an audit batch"
+    if (doc["cluster"], doc["webhook"]) != (options.cluster, options.webhook):
+        # The spool's acked file names its owner and was checked: this file was put here.
+        # Resending it would be refused forever (403) or misattributed.
+        return "foreign", f"a batch of cluster {doc['cluster']!r} (webhook {doc['webhook']!r})"
+    batch_id, counted, dropped, decisions = (
+        doc["batchId"],
+        doc["allowsCounted"],
+        doc["dropped"],
+        doc["decisions"],
+    )
+    if (
+        doc["apiVersion"] != BATCH_API_VERSION
+        or doc["kind"] != BATCH_KIND
+        or not isinstance(batch_id, str)
+        or not 0 < len(batch_id) <= 64
+        or not isinstance(counted, dict)
+        or counted.keys() != {"count", "since"}
+        or type(counted["count"]) is not int
+        or counted["count"] < 0
+        or not (counted["since"] is None or isinstance(counted["since"], str))
+        or not isinstance(dropped, dict)
+        or len(dropped) > 32
+        or not all(type(v) is int and v >= 0 for v in dropped.values())
+        or not isinstance(decisions, list)
+        or len(decisions) > MAX_BATCH_DECISIONS
+        or not all(isinstance(e, dict) for e in decisions)
+    ):
+        return "garbage", "not an audit batch"
+    return Batch(
+        batch_id=batch_id,
+        body=saved.body,
+        decisions=len(decisions),
+        allows_counted=counted["count"],
+        allows_since=counted["since"],
+        dropped=dropped,
+        last_seq=saved.seq,
+    )
 
 
 Post = Callable[[bytes, str], int]
@@ -235,8 +373,9 @@ class AuditShipper:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        # (must_send, event); bounded by options.max_queue, enforced in record()
-        self._queue: collections.deque[tuple[bool, dict[str, Any]]] = collections.deque()
+        # (must_send, event, journal seq or 0); bounded by options.max_queue, enforced in record().
+        # A journaled event is already serialised (the bytes in the journal are the batch's).
+        self._queue: collections.deque[tuple[bool, dict[str, Any] | bytes, int]] = collections.deque()
         self._samples = 0
         self._allows_counted = 0
         self._allows_since: str | None = None
@@ -249,6 +388,54 @@ class AuditShipper:
         self._thread: threading.Thread | None = None
         self._client: Any = None
         self.batches_sent = 0
+        self._spool: Spool | None = None
+        self._inflight_saved = False
+        self._hold: int | None = None
+        if options.spool_dir is not None:
+            self._open_spool(options.spool_dir)
+
+    def _open_spool(self, directory: Path) -> None:
+        o = self.options
+        spool, recovered = Spool.open(
+            directory,
+            cluster=o.cluster,
+            webhook=o.webhook,
+            max_bytes=o.journal_bytes,
+            max_inflight_bytes=o.max_batch_bytes + MAX_RECORD_BYTES,
+            max_records=o.max_queue,
+            metrics=self.metrics,
+            accept=replayable,
+        )
+        if recovered.inflight is not None:
+            batch = saved_batch(recovered.inflight, o)
+            if isinstance(batch, Batch):
+                self._inflight, self._inflight_saved = batch, True
+                self.metrics.audit_spool_replayed.inc("inflight", amount=batch.decisions)
+            else:
+                spool.refuse_inflight(*batch)
+        self._queue.extend((True, payload, seq) for seq, payload in recovered.records)
+        if recovered.records:
+            self.metrics.audit_spool_replayed.inc("journal", amount=len(recovered.records))
+        if recovered.overflow:
+            self._drop("queue_full", recovered.overflow)
+            logger.error(
+                "audit spool %s: %d journaled decision(s) beyond the spool's bounds were not replayed "
+                "(the oldest); counted as queue_full",
+                directory,
+                recovered.overflow,
+            )
+        if self._inflight is not None or recovered.records:
+            logger.warning(
+                "audit spool %s: resending %s and %d journaled decision(s) left by the previous process",
+                directory,
+                f"batch {self._inflight.batch_id} ({self._inflight.decisions} decision(s)) first"
+                if self._inflight is not None
+                else "no saved batch",
+                len(recovered.records),
+            )
+        self._spool = spool
+        self.metrics.audit_spool_bytes.bind(lambda: float(spool.size))
+        self.metrics.audit_spool_decisions.bind(lambda: float(self.on_disk))
 
     # --- request path --------------------------------------------------------------------------
     def record(self, request: AdmissionRequest, decision: Decision, view: StateView, now: datetime) -> None:
@@ -263,9 +450,13 @@ class AuditShipper:
             if self._rng.random() >= self.options.allow_sample_rate:
                 return
             sampled = True
-        event = decision_event(request, decision, view, now, sampled)
+        event: dict[str, Any] | bytes = decision_event(request, decision, view, now, sampled)
+        spool = self._spool if important else None
+        if spool is not None:
+            event = _encode(event).encode()  # once: the journal and the batch carry these bytes
         lost = 0
         with self._lock:
+            seq = spool.append(event) if spool is not None and isinstance(event, bytes) else 0
             if len(self._queue) >= self.options.max_queue:
                 if not important:
                     self._drop("queue_full")  # a sample never displaces anything
@@ -275,7 +466,7 @@ class AuditShipper:
                     self._drop("queue_full")
                     self._lost += 1
                     lost = self._lost
-            self._queue.append((important, event))
+            self._queue.append((important, event, seq))
             if not important:
                 self._samples += 1
             if len(self._queue) >= self.options.batch_size:
@@ -292,7 +483,7 @@ class AuditShipper:
         """Under the lock: evict the oldest sampled allow."""
         if self._samples == 0:
             return False
-        for i, (must, _) in enumerate(self._queue):
+        for i, (must, _, _) in enumerate(self._queue):
             if not must:
                 del self._queue[i]
                 self._samples -= 1
@@ -315,29 +506,67 @@ class AuditShipper:
     def inflight(self) -> Batch | None:
         return self._inflight
 
+    @property
+    def spool(self) -> Spool | None:
+        return self._spool
+
+    @property
+    def on_disk(self) -> int:
+        """Decisions a restart would send: the saved batch, and journaled ones not yet acknowledged."""
+        spool = self._spool
+        if spool is None:
+            return 0
+        inflight = self._inflight
+        saved = inflight.decisions if inflight is not None and self._inflight_saved else 0
+        return spool.pending + saved
+
     # --- background ----------------------------------------------------------------------------
     def start(self) -> None:
         if self._thread is not None:
             return
         self._stopping.clear()
+        if self._inflight is not None or self._queue:
+            self._wake.set()  # what a previous process left goes out at once
         self._thread = threading.Thread(target=self._run, name="dutyguard-audit", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Flush what is spooled (best effort within ``timeout``) and stop."""
-        if self._thread is None:
+        thread = self._thread
+        if thread is None:
+            self.close()
             return
         self._stopping.set()
         self._wake.set()
-        self._thread.join(timeout)
+        thread.join(timeout)
         self._thread = None
+        done = not thread.is_alive()  # else still in a POST: its files stay open until the process exits
+        if done and self._spool is not None:
+            self._checkpoint(self._spool)
         left = self.depth
-        if left:  # the control plane did not take them to the end: say how much the trail misses
-            self.metrics.audit_dropped.inc("shutdown", amount=left)
-            logger.error("stopping with %d decision(s) not delivered to the audit trail", left)
+        kept = min(self.on_disk, left)
+        if left > kept:  # the control plane did not take them to the end: say how much the trail misses
+            self.metrics.audit_dropped.inc("shutdown", amount=left - kept)
+            logger.error("stopping with %d decision(s) not delivered to the audit trail", left - kept)
+        if kept and self._spool is not None:
+            logger.warning(
+                "stopping with %d decision(s) not delivered yet: kept in %s, sent at the next start",
+                kept,
+                self._spool.directory,
+            )
         if self._client is not None:
             self._client.close()
             self._client = None
+        if done:
+            self.close()
+
+    def close(self) -> None:
+        """Release the spool directory (its lock and files); what it holds stays for the next start."""
+        spool = self._spool
+        if spool is not None:
+            with self._lock:
+                self._spool = None  # nothing journals or saves through closed descriptors
+                spool.close()
 
     def _run(self) -> None:
         delay, backing_off = self.options.flush_seconds, False
@@ -396,12 +625,20 @@ class AuditShipper:
     def flush_once(self) -> str:
         """Deliver one batch: ``sent``, ``empty``, ``retry`` or ``unauthorized`` (the batch is
         kept for the next attempt), or ``malformed`` (the batch was dropped)."""
+        outcome = self._deliver()
+        if self._spool is not None:
+            self._checkpoint(self._spool)
+        return outcome
+
+    def _deliver(self) -> str:
         batch = self._inflight
         if batch is None:
             batch = self._next_batch()
             if batch is None:
                 return "empty"
             self._inflight = batch
+            if self._spool is not None:
+                self._save(batch, self._spool)
         try:
             token = self._token()
         except Exception as e:  # a missing or empty token file is a credential problem too
@@ -419,6 +656,7 @@ class AuditShipper:
             return "retry"
         if 200 <= status < 300:
             self._inflight = None
+            self._settle()
             self.batches_sent += 1
             self.metrics.audit_sent.inc(amount=batch.decisions)
             self.metrics.audit_batches.inc("sent")
@@ -432,6 +670,7 @@ class AuditShipper:
             return self._unauthorized(batch, token, f"HTTP {status}")
         if status in MALFORMED:
             self._inflight = None
+            self._settle()
             with self._lock:
                 # The counts it carried are still true: they go with the next batch.
                 self._allows_counted += batch.allows_counted
@@ -456,6 +695,44 @@ class AuditShipper:
         )
         return "retry"
 
+    # --- the spool (background thread, between batches) ---------------------------------------
+    def _done(self, spool: Spool) -> int:
+        """Under the lock: the journal position below which nothing waits (invariant 2 of
+        :mod:`~dutyguard.admission.journal`). Journaled decisions sit in the queue in sequence
+        order, and between batches every pending one is in the queue."""
+        done = spool.last
+        for _must, _event, seq in self._queue:
+            if seq:
+                done = seq - 1
+                break
+        return done if self._hold is None else min(done, self._hold)
+
+    def _save(self, batch: Batch, spool: Spool) -> None:
+        """Save a new batch before its first POST (only one carrying what a restart must resend)."""
+        self._inflight_saved = False
+        if not (batch.last_seq or batch.dropped):
+            return
+        with self._lock:
+            covered = self._done(spool)
+        if spool.save_inflight(covered, batch.body):
+            self._inflight_saved = True
+        elif batch.first_seq:
+            self._hold = batch.first_seq - 1  # not saved: the journal keeps its decisions until answered
+
+    def _settle(self) -> None:
+        """The batch in flight was answered for good."""
+        if self._inflight_saved and self._spool is not None:
+            self._spool.drop_inflight()
+        self._inflight_saved = False
+        self._hold = None
+
+    def _checkpoint(self, spool: Spool) -> None:
+        with self._lock:
+            done = self._done(spool)
+        spool.release(done)  # fsyncs: outside the lock
+        with self._lock:
+            spool.trim()
+
     def _unauthorized(self, batch: Batch, token: str | None, why: str) -> str:
         self.credentials_rejected = True
         self._refused_token = token
@@ -478,7 +755,7 @@ class AuditShipper:
             if n == 0 and self._allows_counted == 0 and not self._dropped:
                 return None
             items = [self._queue.popleft() for _ in range(n)]
-            self._samples -= sum(1 for must, _ in items if not must)
+            self._samples -= sum(1 for must, _, _ in items if not must)
             counted, since, dropped = self._allows_counted, self._allows_since, self._dropped
             self._allows_counted, self._allows_since, self._dropped = 0, None, {}
         # Serialised outside the lock (the request path must not wait for it); what does not fit
@@ -496,8 +773,8 @@ class AuditShipper:
         prefix = json.dumps(head, separators=(",", ":")).encode()[:-1] + b',"decisions":['
         size = len(prefix) + 2
         events: list[bytes] = []
-        for _must, event in items:
-            data = json.dumps(event, separators=(",", ":")).encode()
+        for _must, event, _seq in items:
+            data = event if isinstance(event, bytes) else _encode(event).encode()
             if events and size + len(data) + 1 > o.max_batch_bytes:
                 break
             events.append(data)
@@ -506,7 +783,8 @@ class AuditShipper:
         if rest:
             with self._lock:
                 self._queue.extendleft(reversed(rest))
-                self._samples += sum(1 for must, _ in rest if not must)
+                self._samples += sum(1 for must, _, _ in rest if not must)
+        seqs = [seq for _must, _event, seq in items[: len(events)] if seq]
         return Batch(
             batch_id=str(head["batchId"]),
             body=prefix + b",".join(events) + b"]}",
@@ -514,6 +792,8 @@ class AuditShipper:
             allows_counted=counted,
             allows_since=since,
             dropped=dropped,
+            first_seq=seqs[0] if seqs else 0,
+            last_seq=seqs[-1] if seqs else 0,
         )
 
     def _http_post(self, body: bytes, token: str) -> int:

@@ -3,7 +3,8 @@
 The Deployment is held to dutyguard's own restricted scan (a test scans this output), runs two
 replicas spread over nodes with a PodDisruptionBudget, and mounts what it needs as files: the
 serving certificate (Secret), the control plane's public key (ConfigMap) and the ``cluster``
-identity's token (a Secret the operator creates; tokens never go through flags or env).
+identity's token (a Secret the operator creates; tokens never go through flags or env). With a
+control plane, an emptyDir holds the audit spool, so denials survive a container crash.
 
 The ValidatingWebhookConfiguration fails closed (``failurePolicy: Fail``), exempts the
 webhook's own namespace and ``kube-system`` (otherwise the webhook could never be rescheduled
@@ -33,6 +34,13 @@ TLS_DIR = "/etc/dutyguard/tls"
 TRUST_DIR = "/etc/dutyguard/trust"
 TOKEN_DIR = "/var/run/secrets/dutyguard"  # noqa: S105 - a mount path, not a secret
 CACHE_DIR = "/var/cache/dutyguard"
+SPOOL_MOUNT = "/var/lib/dutyguard"
+SPOOL_DIR = f"{SPOOL_MOUNT}/spool"
+"""A directory the webhook creates 0700 inside the emptyDir: the kubelet makes an emptyDir's own
+root 0777, which ``--spool-dir`` refuses (another user could plant what it replays)."""
+SPOOL_SIZE_LIMIT = "128Mi"
+"""Twice the journal's default bound (40 MiB) while it is rewritten on start, plus the saved batch:
+an emptyDir over its sizeLimit gets the pod evicted, spool and all."""
 DEFAULT_IMAGE = f"ghcr.io/dutyguard/dutyguard:{__version__}"
 
 
@@ -159,16 +167,22 @@ def deployment(o: ManifestOptions) -> Doc:
             f"{TOKEN_DIR}/token",
             "--cache-dir",
             CACHE_DIR,
+            # Denials and exception uses survive a crash of the container: an emptyDir outlives
+            # container restarts in the pod (not the pod itself).
+            "--spool-dir",
+            SPOOL_DIR,
         ]
         volumes += [
             {"name": "trust", "configMap": {"name": f"{o.name}-trust"}},
             {"name": "token", "secret": {"secretName": f"{o.name}-token", "defaultMode": 0o440}},
             {"name": "cache", "emptyDir": {"sizeLimit": "64Mi"}},
+            {"name": "spool", "emptyDir": {"sizeLimit": SPOOL_SIZE_LIMIT}},
         ]
         mounts += [
             {"name": "trust", "mountPath": TRUST_DIR, "readOnly": True},
             {"name": "token", "mountPath": TOKEN_DIR, "readOnly": True},
             {"name": "cache", "mountPath": CACHE_DIR},
+            {"name": "spool", "mountPath": SPOOL_MOUNT},
         ]
     probe_port = "https"
     container: Doc = {

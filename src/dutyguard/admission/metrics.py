@@ -152,6 +152,8 @@ class AdmissionMetrics:
         state_expires_in: Callable[[], float | None] = lambda: None,
         queue_depth: Callable[[], float | None] = lambda: None,
         attestations_passing: Callable[[], float | None] = lambda: None,
+        spool_bytes: Callable[[], float | None] = lambda: None,
+        spool_decisions: Callable[[], float | None] = lambda: None,
     ) -> None:
         p = "dutyguard_admission"
         self.started = time.time()
@@ -200,6 +202,19 @@ class AdmissionMetrics:
             f"{p}_audit_last_delivery_timestamp_seconds",
             "Unix time the control plane last acknowledged an audit batch.",
         )
+        self.audit_spool_replayed = Counter(
+            f"{p}_audit_spool_replayed_total",
+            "Decisions recovered from the spool directory at start, by source (inflight: the saved "
+            "batch, resent with its id; journal: queued again).",
+            ("source",),
+        )
+        self.audit_spool_errors = Counter(
+            f"{p}_audit_spool_errors_total",
+            "Spool file problems by file and reason: on start torn, checksum, order, garbage, foreign, "
+            "oversized, unreadable (skipped); while running full, too_large, write (a must-send decision "
+            "kept in memory only, or a file not written).",
+            ("file", "reason"),
+        )
         self.state_pulls = Counter(
             f"{p}_state_pulls_total",
             "Pulls of signed state by document (policy: bundle and exception snapshot; attestations) "
@@ -232,10 +247,23 @@ class AdmissionMetrics:
             "Image digests admitted by the gate attestation set in force (absent: no set required).",
             attestations_passing,
         )
+        self.audit_spool_bytes = Gauge(
+            f"{p}_audit_spool_bytes",
+            "Bytes of the audit spool on disk: journal and saved batch (absent without --spool-dir).",
+            spool_bytes,
+        )
+        self.audit_spool_decisions = Gauge(
+            f"{p}_audit_spool_decisions",
+            "Decisions on disk a restart would send: the saved batch and the journal past the "
+            "acknowledged sequence (absent without --spool-dir).",
+            spool_decisions,
+        )
         self._gauges = (
             self.state_age,
             self.state_expires_in,
             self.queue_depth,
+            self.audit_spool_bytes,
+            self.audit_spool_decisions,
             self.attestations_passing,
             Gauge(f"{p}_start_time_seconds", "Unix time the webhook started.", lambda: self.started),
         )
@@ -256,6 +284,8 @@ class AdmissionMetrics:
             self.audit_batches,
             self.audit_credentials_rejected,
             self.audit_last_delivery,
+            self.audit_spool_replayed,
+            self.audit_spool_errors,
             self.state_pulls,
             self.state_pull_last_success,
             self.state_pull_last_failure,

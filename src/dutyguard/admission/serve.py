@@ -109,6 +109,8 @@ class WebhookConfig:
     attestations_dir: Path | None = None
     audit_sample_rate: float = 0.01
     max_body_bytes: int = 8 * 1024 * 1024
+    spool_dir: Path | None = None
+    """Keep must-send decisions for the audit trail on disk here, across restarts (``--spool-dir``)."""
 
 
 def _pulled_attestations(
@@ -164,6 +166,8 @@ def assemble(config: WebhookConfig) -> AdmissionApp:
         mode = FailMode(config.fail_mode)
     except ValueError:
         raise ConfigError(f"unknown fail mode {config.fail_mode!r}") from None
+    if config.spool_dir is not None and config.control_plane is None:
+        raise ConfigError("--spool-dir needs --control-plane (it keeps decisions for its audit trail)")
     metrics = AdmissionMetrics()
     provider: StateProvider
     sink = None
@@ -202,6 +206,7 @@ def assemble(config: WebhookConfig) -> AdmissionApp:
                     cluster=config.cluster,
                     allow_sample_rate=config.audit_sample_rate,
                     ca_file=config.control_plane_ca,
+                    spool_dir=config.spool_dir,
                 ),
                 token,
                 metrics,

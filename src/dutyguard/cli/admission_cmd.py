@@ -83,6 +83,14 @@ def serve(
         0.01, "--audit-sample-rate", min=0.0, max=1.0, help="Share of allowed decisions sent in full."
     ),
     max_body_bytes: int = typer.Option(8 * 1024 * 1024, "--max-body-bytes", min=1024),
+    spool_dir: Path | None = typer.Option(
+        None,
+        "--spool-dir",
+        metavar="DIR",
+        help="With --control-plane: journal denials, exception uses and fail-mode decisions in DIR (created "
+        "0700; refused if a symlink, not ours or group/world-writable, or used by another process) so they "
+        "reach the audit trail after a crash or restart.",
+    ),
 ) -> None:
     """Run the webhook (HTTPS, admission.k8s.io/v1) until interrupted."""
     from dutyguard.admission.serve import ServerOptions, WebhookConfig, assemble, serve
@@ -111,6 +119,7 @@ def serve(
             attestations_dir=attestations,
             audit_sample_rate=audit_sample_rate,
             max_body_bytes=max_body_bytes,
+            spool_dir=spool_dir,
         )
     )
     serve(app, ServerOptions(host=host, port=port, cert=cert, key=key))

@@ -22,6 +22,8 @@ PINNED = "registry.example.com/dutyguard/dutyguard@sha256:" + "ab" * 32
 KINDS = [
     "Namespace",
     "ServiceAccount",
+    "ClusterRole",  # namespace labels (on by default): read namespaces
+    "ClusterRoleBinding",
     "Deployment",
     "Service",
     "PodDisruptionBudget",
@@ -54,7 +56,7 @@ def cli_output(tmp_path_factory: pytest.TempPathFactory, certs: CertFiles) -> st
 
 def test_manifest_has_every_object(cli_output: str) -> None:
     kinds = [d["kind"] for d in _docs(cli_output)]
-    assert kinds == ["Namespace", "ServiceAccount", "Secret", *KINDS[2:]]
+    assert kinds == [*KINDS[:4], "Secret", *KINDS[4:]]
 
 
 @pytest.mark.parametrize("version", [kubernetes_validate.latest_version(), "1.30.0"])

@@ -18,6 +18,10 @@ Public interface:
 ``dutyguard.admission.app`` / ``serve``
     the raw ASGI app (``/validate``, ``/healthz``, ``/readyz``, ``/metrics``); ``assemble(WebhookConfig)``
     and ``serve`` (uvicorn over ``tls.ReloadingTLS``).
+``dutyguard.admission.namespaces``
+    ``NamespaceWatcher`` (``--namespace-labels``: list + watch namespaces, bounded, fail closed) and
+    its ``NamespaceCache``; ``Decider(namespaces=...)`` evaluates label-selected Pod Security levels
+    exactly when a namespace's labels are known, the strictest that could apply otherwise.
 ``dutyguard.admission.attestations``
     the optional image rule's index: ``load_index(DIR)`` (``--state`` mode) and
     ``PulledAttestations`` (pulled with the state, every entry verified, refused as a whole,

@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dutyguard.admission.decide import Decider, Decision, Outcome, response_for
 from dutyguard.admission.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -40,6 +40,9 @@ from dutyguard.admission.review import (
     read_review,
 )
 from dutyguard.admission.state import StateProvider, StateView
+
+if TYPE_CHECKING:
+    from dutyguard.admission.namespaces import NamespaceWatcher
 
 logger = logging.getLogger("dutyguard.admission")
 
@@ -78,6 +81,7 @@ class AdmissionApp:
         sink: DecisionSink | None = None,
         limits: ReviewLimits = DEFAULT_REVIEW_LIMITS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        namespaces: NamespaceWatcher | None = None,
     ) -> None:
         self.decider = decider
         self.provider = provider
@@ -85,6 +89,8 @@ class AdmissionApp:
         self.sink = sink
         self.limits = limits
         self.clock = clock
+        self.namespaces = namespaces
+        """The namespace label watcher (``--namespace-labels``), started and stopped with the app."""
         self.ready = False
 
     # --- ASGI ----------------------------------------------------------------------------------
@@ -112,6 +118,8 @@ class AdmissionApp:
 
     def startup(self) -> None:
         self.provider.start()
+        if self.namespaces is not None:
+            self.namespaces.start()  # returns at once: until it has listed, labels are unknown
         if self.sink is not None:
             self.sink.start()
         self.ready = True
@@ -120,6 +128,8 @@ class AdmissionApp:
         self.ready = False
         if self.sink is not None:
             self.sink.stop()
+        if self.namespaces is not None:
+            self.namespaces.stop()
         self.provider.stop()
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -131,7 +141,10 @@ class AdmissionApp:
                 return
             await self._validate(scope, receive, send)
         elif path == "/metrics" and method == "GET":
-            await self._send(send, path, 200, self.metrics.render(), METRICS_CONTENT_TYPE.encode())
+            body = self.metrics.render()
+            if self.namespaces is not None:
+                body += self.namespaces.render_metrics()
+            await self._send(send, path, 200, body, METRICS_CONTENT_TYPE.encode())
         elif path == "/healthz" and method == "GET":
             await self._send(send, path, 200, b'{"status":"ok"}', _JSON)
         elif path == "/readyz" and method == "GET":
@@ -141,13 +154,15 @@ class AdmissionApp:
 
     async def _ready(self, send: Send) -> None:
         view = self.provider.current(self.clock())
-        body = {
+        body: dict[str, object] = {
             "ready": self.ready,
             "state": view.state.label if view.state is not None else None,
             "signed": view.state.signed if view.state is not None else False,
             "problem": view.problem or None,
             "failMode": self.decider.fail_mode.value,
         }
+        if self.namespaces is not None:
+            body["namespaceLabels"] = self.namespaces.cache.status()
         # Ready even without a state: the webhook must answer (and deny, saying why) rather
         # than vanish from the Service, which the API server would report as a bare timeout.
         await self._send(send, "/readyz", 200 if self.ready else 503, json.dumps(body).encode(), _JSON)

@@ -29,8 +29,9 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from dutyguard.admission.namespaces import LabelledPolicies
 from dutyguard.admission.review import AdmissionRequest, AdmissionResponse, Operation
 from dutyguard.admission.state import (
     Action,
@@ -49,6 +50,9 @@ from dutyguard.core.rule import RuleRegistry
 from dutyguard.errors import DutyguardError
 from dutyguard.limits import DEFAULT_LIMITS
 from dutyguard.sources.kubernetes import POD_SPEC_PATHS, K8sObject, objects_from_value
+
+if TYPE_CHECKING:
+    from dutyguard.admission.namespaces import NamespaceLabelSource
 
 # (API group, kind) -> resource name, for every kind the webhook evaluates.
 EVALUATED_KINDS: Mapping[tuple[str, str], str] = {
@@ -104,6 +108,9 @@ class Decision:
     errors: tuple[str, ...] = ()
     extra_warnings: tuple[str, ...] = ()
     state_problem: str = ""
+    namespace_labels: str = ""
+    """Where the bundle selects Pod Security levels by namespace label and the webhook reads
+    labels: ``known``, or ``unknown: why`` (the strictest level that could apply was used)."""
 
     @property
     def allowed(self) -> bool:
@@ -123,6 +130,12 @@ class Decider:
     cluster: str = ""
     fallback: EnforcementState = field(default_factory=builtin_state)
     """What :attr:`FailMode.DEFAULT_POLICY` enforces."""
+    namespaces: NamespaceLabelSource | None = None
+    """Namespace labels from the API server (``--namespace-labels``); ``None``: not read."""
+    _by_labels: LabelledPolicies = field(
+        default_factory=LabelledPolicies, init=False, repr=False, compare=False
+    )
+    """The policy per (namespace, label set) and state: a relabel is a new key, never a stale hit."""
     _evaluators: dict[int, tuple[EnforcementState, Evaluator]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -216,7 +229,7 @@ class Decider:
         *,
         exceptions: bool = True,
     ) -> Decision:
-        policy = state.policy_for(subject.namespace)
+        policy, labels_note = self._with_labels(state, state.policy_for(subject.namespace), subject.namespace)
         ev = self._evaluator(state, policy).evaluate_under(policy, [obj, *object_text(obj, subject)])
         if ev.errors:
             return Decision(
@@ -227,6 +240,7 @@ class Decider:
                 policy=policy,
                 errors=tuple(e.message for e in ev.errors),
                 state_problem=problem,
+                namespace_labels=labels_note,
             )
         denied: list[Finding] = []
         warned: list[Finding] = []
@@ -259,6 +273,7 @@ class Decider:
                     audited=tuple(audited),
                     waived=tuple(waived),
                     state_problem=problem,
+                    namespace_labels=labels_note,
                 )
         return Decision(
             Outcome.DENY if denied else Outcome.ALLOW,
@@ -271,7 +286,18 @@ class Decider:
             waived=tuple(waived),
             extra_warnings=extra,
             state_problem=problem,
+            namespace_labels=labels_note,
         )
+
+    def _with_labels(self, state: EnforcementState, policy: Policy, namespace: str) -> tuple[Policy, str]:
+        """The namespace's exact Pod Security level when the bundle selects levels by label and
+        its labels are known; otherwise ``policy`` as is, at the strictest level that could apply."""
+        if self.namespaces is None or policy.label_levels is None or not namespace:
+            return policy, ""
+        labels = self.namespaces.lookup(namespace)
+        if labels.labels is None:
+            return policy, f"unknown: {labels.unknown_because}"
+        return self._by_labels.policy(state, policy, namespace, labels), "known"
 
 
 def _with_warning(d: Decision, note: str) -> Decision:
@@ -510,6 +536,9 @@ def deny_message(d: Decision) -> str:
             )
     if d.reason:
         parts.append(f"dutyguard denied {_what(d)}: {d.reason}")
+    note = _labels_unknown(d)
+    if note:
+        parts.append(note)
     for err in d.errors:
         parts.append(f"error: {err}")
     return _cut_message("\n".join(parts) or f"dutyguard denied {_what(d)}")
@@ -522,6 +551,9 @@ def _cut_message(text: str) -> str:
 def warnings_of(d: Decision) -> tuple[str, ...]:
     """One warning per rule, each within Kubernetes' 120 characters, at most ``MAX_WARNINGS``."""
     out: list[str] = list(d.extra_warnings)
+    note = _labels_unknown(d)
+    if note:
+        out.append(_cut(note))
     for f, w in d.waived:
         until = f" until {w.expires.date().isoformat()}"
         out.append(_cut(f"[{f.rule_id}] waived by exception {w.exception_id}{until}: {f.message}"))
@@ -552,7 +584,16 @@ def audit_annotations(d: Decision) -> dict[str, str]:
         out["exceptions"] = ",".join(d.exception_ids)
     if d.reason and (d.outcome is not Outcome.ALLOW or d.state_problem):
         out["reason"] = _cut(d.reason, 500)
+    if d.namespace_labels:
+        out["namespace-labels"] = _cut(d.namespace_labels, 500)
     return out
+
+
+def _labels_unknown(d: Decision) -> str:
+    if not d.namespace_labels.startswith("unknown") or d.policy is None:
+        return ""
+    why = d.namespace_labels.removeprefix("unknown: ")
+    return f"dutyguard: Pod Security {d.policy.pss_level.value}, the strictest that could apply: {why}"
 
 
 def response_for(uid: str, d: Decision) -> AdmissionResponse:

@@ -4,7 +4,9 @@ The Deployment is held to dutyguard's own restricted scan (a test scans this out
 replicas spread over nodes with a PodDisruptionBudget, and mounts what it needs as files: the
 serving certificate (Secret), the control plane's public key (ConfigMap) and the ``cluster``
 identity's token (a Secret the operator creates; tokens never go through flags or env). With a
-control plane, an emptyDir holds the audit spool, so denials survive a container crash.
+control plane, an emptyDir holds the audit spool, so denials survive a container crash. With
+namespace labels on (the default), a ClusterRole reads namespaces and nothing else, and only the
+webhook container gets a projected service account token.
 
 The ValidatingWebhookConfiguration fails closed (``failurePolicy: Fail``), exempts the
 webhook's own namespace and ``kube-system`` (otherwise the webhook could never be rescheduled
@@ -41,6 +43,7 @@ root 0777, which ``--spool-dir`` refuses (another user could plant what it repla
 SPOOL_SIZE_LIMIT = "128Mi"
 """Twice the journal's default bound (40 MiB) while it is rewritten on start, plus the saved batch:
 an emptyDir over its sizeLimit gets the pod evicted, spool and all."""
+SA_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 DEFAULT_IMAGE = f"ghcr.io/dutyguard/dutyguard:{__version__}"
 
 
@@ -63,6 +66,9 @@ class ManifestOptions:
     """The control plane's public key (``dutyguard keys export``), pinned in a ConfigMap."""
     fail_mode: str = "deny"
     exempt_namespaces: tuple[str, ...] = ("kube-system",)
+    namespace_labels: bool = True
+    """Read namespace labels (``serve --namespace-labels``): a ClusterRole to get/list/watch
+    namespaces, its binding, and a projected service account token for the webhook container."""
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -155,6 +161,10 @@ def deployment(o: ManifestOptions) -> Doc:
         {"name": "tls", "mountPath": TLS_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - an emptyDir in the pod
     ]
+    if o.namespace_labels:
+        args.append("--namespace-labels")
+        volumes.append(_api_access_volume())
+        mounts.append({"name": "kube-api-access", "mountPath": SA_DIR, "readOnly": True})
     if o.control_plane:
         args += [
             "--control-plane",
@@ -258,6 +268,52 @@ def deployment(o: ManifestOptions) -> Doc:
     }
 
 
+def _api_access_volume() -> Doc:
+    # What the kubelet would automount, made explicit: automounting stays off for the pod, so
+    # only this container gets a token, short-lived and re-read when the API server refuses it.
+    return {
+        "name": "kube-api-access",
+        "projected": {
+            "defaultMode": 0o440,
+            "sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {
+                    "downwardAPI": {
+                        "items": [
+                            {
+                                "path": "namespace",
+                                "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
+                            }
+                        ]
+                    }
+                },
+            ],
+        },
+    }
+
+
+def namespace_reader_role(o: ManifestOptions) -> Doc:
+    """Read-only on namespaces, nothing else: what ``--namespace-labels`` lists and watches."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": _meta(o, f"{o.name}-namespace-reader", namespaced=False),
+        "rules": [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}],
+    }
+
+
+def namespace_reader_binding(o: ManifestOptions) -> Doc:
+    name = f"{o.name}-namespace-reader"
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": _meta(o, name, namespaced=False),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": o.name, "namespace": o.namespace}],
+    }
+
+
 def service(o: ManifestOptions) -> Doc:
     return {
         "apiVersion": "v1",
@@ -283,7 +339,15 @@ def disruption_budget(o: ManifestOptions) -> Doc:
 def network_policy(o: ManifestOptions) -> Doc:
     # The API server reaches the webhook from addresses no selector can name (control plane
     # nodes, often host network), so ingress is open on the webhook port only. Egress: DNS and
-    # HTTPS (the control plane), nothing else.
+    # HTTPS (the control plane, the API server), nothing else.
+    egress: list[Doc] = [
+        {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+        {"ports": [{"protocol": "TCP", "port": 443}]},
+    ]
+    if o.namespace_labels:
+        # Most network plugins apply policy after the Service is translated: the API server's own
+        # port (6443 on kubeadm clusters), not the kubernetes Service's 443.
+        egress.append({"ports": [{"protocol": "TCP", "port": 6443}]})
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -292,10 +356,7 @@ def network_policy(o: ManifestOptions) -> Doc:
             "podSelector": {"matchLabels": _selector(o)},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [{"ports": [{"protocol": "TCP", "port": PORT}]}],
-            "egress": [
-                {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
-                {"ports": [{"protocol": "TCP", "port": 443}]},
-            ],
+            "egress": egress,
         },
     }
 
@@ -373,6 +434,8 @@ def manifests(o: ManifestOptions) -> list[Doc]:
     """Every object, in the order ``kubectl apply`` needs them."""
     _check(o)
     docs = [namespace(o), service_account(o)]
+    if o.namespace_labels:
+        docs += [namespace_reader_role(o), namespace_reader_binding(o)]
     if o.tls_cert is not None:
         docs.append(tls_secret(o))
     if o.trust_key is not None and o.control_plane:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from dutyguard.admission.attestations import PulledAttestations
     from dutyguard.admission.metrics import AdmissionMetrics
+    from dutyguard.admission.namespaces import NamespaceWatcher
     from dutyguard.admission.signed import HttpFetch
     from dutyguard.trust.keys import Keyring
 
@@ -111,6 +112,11 @@ class WebhookConfig:
     max_body_bytes: int = 8 * 1024 * 1024
     spool_dir: Path | None = None
     """Keep must-send decisions for the audit trail on disk here, across restarts (``--spool-dir``)."""
+    namespace_labels: bool = False
+    """Read namespace labels from the API server (list + watch), for label-selected Pod Security levels."""
+    kubeconfig: Path | None = None
+    """With ``namespace_labels``: reach the API server with this kubeconfig, not the pod's service account."""
+    namespace_labels_max_age: float = 180.0
 
 
 def _pulled_attestations(
@@ -253,15 +259,33 @@ def assemble(config: WebhookConfig) -> AdmissionApp:
             return None
         return (st.expires_at - datetime.now(UTC)).total_seconds()
 
+    namespaces = _namespace_watcher(config)
+
     metrics.state_age.bind(age)
     metrics.state_expires_in.bind(expires_in)
     if sink is not None:
         shipper = sink
         metrics.queue_depth.bind(lambda: float(shipper.depth))
     return AdmissionApp(
-        Decider(registry, fail_mode=mode, cluster=config.cluster),
+        Decider(registry, fail_mode=mode, cluster=config.cluster, namespaces=namespaces),
         provider,
         metrics=metrics,
         sink=sink,
         limits=ReviewLimits(max_body_bytes=config.max_body_bytes),
+        namespaces=namespaces,
     )
+
+
+def _namespace_watcher(config: WebhookConfig) -> NamespaceWatcher | None:
+    """``--namespace-labels``: the client is built now, so an unusable kubeconfig or service account
+    stops the start; an unreachable API server does not (labels stay unknown: strictest)."""
+    from dutyguard.errors import ConfigError
+
+    if not config.namespace_labels:
+        if config.kubeconfig is not None:
+            raise ConfigError("--kubeconfig is only used with --namespace-labels")
+        return None
+    from dutyguard.admission.namespaces import NamespaceLimits, NamespaceWatcher, kube_client
+
+    limits = NamespaceLimits(max_age_seconds=config.namespace_labels_max_age)
+    return NamespaceWatcher(kube_client(config.kubeconfig, limits.connect_seconds), limits=limits)

@@ -91,6 +91,27 @@ def serve(
         "0700; refused if a symlink, not ours or group/world-writable, or used by another process) so they "
         "reach the audit trail after a crash or restart.",
     ),
+    namespace_labels: bool = typer.Option(
+        False,
+        "--namespace-labels",
+        help="Read namespace labels from the API server (list + watch namespaces), so Pod Security levels "
+        "selected by label apply exactly; until a namespace's labels are known, the strictest level that "
+        "could apply is used.",
+    ),
+    kubeconfig: Path | None = typer.Option(
+        None,
+        "--kubeconfig",
+        metavar="FILE",
+        help="With --namespace-labels: reach the API server with this kubeconfig (default: the pod's "
+        "service account).",
+    ),
+    namespace_labels_max_age: float = typer.Option(
+        180.0,
+        "--namespace-labels-max-age",
+        min=30.0,
+        metavar="SECONDS",
+        help="Namespace labels older than this (no word from the API server) count as unknown.",
+    ),
 ) -> None:
     """Run the webhook (HTTPS, admission.k8s.io/v1) until interrupted."""
     from dutyguard.admission.serve import ServerOptions, WebhookConfig, assemble, serve
@@ -120,6 +141,9 @@ def serve(
             audit_sample_rate=audit_sample_rate,
             max_body_bytes=max_body_bytes,
             spool_dir=spool_dir,
+            namespace_labels=namespace_labels,
+            kubeconfig=kubeconfig,
+            namespace_labels_max_age=namespace_labels_max_age,
         )
     )
     serve(app, ServerOptions(host=host, port=port, cert=cert, key=key))
@@ -151,6 +175,11 @@ def manifest(
         None, "--trust", metavar="KEY", help="Control plane public key to pin."
     ),
     fail_mode: FailModeChoice = typer.Option(FailModeChoice.DENY, "--fail-mode"),
+    namespace_labels: bool = typer.Option(
+        True,
+        "--namespace-labels/--no-namespace-labels",
+        help="Let the webhook read namespace labels (a ClusterRole to get/list/watch namespaces and its binding).",
+    ),
 ) -> None:
     """Print the Kubernetes objects that run the webhook (kubectl apply -f -)."""
     from dutyguard.admission.certs import CA_CERT, TLS_CERT, TLS_KEY
@@ -181,6 +210,7 @@ def manifest(
         cluster=cluster,
         trust_key=read(trust) if trust else None,
         fail_mode=fail_mode.value,
+        namespace_labels=namespace_labels,
     )
     docs = manifests(opts)
     if ca is None:

@@ -188,6 +188,11 @@ class PodSecurity:
     default: PSSLevel = PSSLevel.RESTRICTED
     entries: tuple[PodSecurityEntry, ...] = ()
 
+    @property
+    def by_label(self) -> bool:
+        """Whether a namespace's labels can change its level."""
+        return any(not e.selector.by_name for e in self.entries)
+
     def level_for(self, namespace: str, labels: Mapping[str, str] | None = None) -> PSSLevel:
         """The level of a namespace. Unknown labels (``None``) give the strictest level possible."""
         possible: list[PSSLevel] = []
@@ -290,6 +295,8 @@ class PolicyBundle:
             overrides = dict.fromkeys(self.enabled_rules, False)
         overrides.update({rid: act == stage.blocking_action for rid, act in acts.rules.items()})
         fallback, named = self.pod_security.for_ci()
+        # CI cannot know the cluster's labels; admission may (the webhook's --namespace-labels).
+        by_label = stage is not Stage.CI and self.pod_security.by_label
         return Policy(
             pss_level=fallback,
             fail_on=fail_on,
@@ -299,4 +306,5 @@ class PolicyBundle:
             source=source,
             block_overrides=MappingProxyType(overrides),
             namespace_pss_levels=MappingProxyType({ns: lv for ns, lv in named.items() if lv is not fallback}),
+            label_levels=self.pod_security if by_label else None,
         )

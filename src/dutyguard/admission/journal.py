@@ -30,8 +30,10 @@ Reading is strict and bounded (files by size before a byte is read, lines by fra
 and never stops the webhook: a torn last line (a crash in the middle of a write), a bad checksum,
 garbage, an oversized or unreadable file are logged with the file's name, counted in
 ``dutyguard_admission_audit_spool_errors_total{file,reason}``, and skipped. Only the directory
-itself (a symlink, not ours, group/world-writable) and a second process on the same directory are
-refused (:class:`SpoolError`): those are configuration mistakes, and guessing would be worse.
+itself (a symlink, not ours, group/world-writable), a second process on the same directory and a
+spool whose ``acked`` names another cluster or webhook are refused (:class:`SpoolError`): those are
+configuration mistakes, and guessing would be worse (replaying another cluster's decisions would
+report them as this one's).
 """
 
 from __future__ import annotations

@@ -190,6 +190,7 @@ def test_label_selected_namespace_gets_its_looser_level_once_synced(
         assert out["allowed"] is False
         assert "Pod Security restricted" in out["status"]["message"]
         assert set(out["auditAnnotations"]["denied-rules"].split(",")) == set(RESTRICTED_RULES)
+        wait_for("the watch", lambda: len(kube.requests(watch=True)) >= 1)
 
     # The API server saw the token from the kubeconfig, a list, then a watch from its resourceVersion.
     lists, watches = kube.requests(watch=False), kube.requests(watch=True)
@@ -353,6 +354,7 @@ def test_watch_expiry_410_relists(
         assert len(kube.requests(watch=False)) == 2
         assert api_requests(hook, "watch", "gone") >= 1
         # The new watch starts from the new list's resourceVersion, not the compacted one.
+        wait_for("the new watch", lambda: len(kube.requests(watch=True)) == 2)
         assert kube.requests(watch=True)[-1].params["resourceVersion"] == str(kube.rv)
 
 

@@ -8,7 +8,7 @@ Public interface:
     when known, the uid).
 ``dutyguard.admission.decide``
     ``Decider(registry, fail_mode, cluster).decide(request, view) -> Decision``: the object through
-    ``dutyguard.core.evaluate.evaluate`` with the gate's registry, then deny / warn / audit and
+    a ``dutyguard.core.evaluate.Evaluator`` (one per verified state) with the gate's registry, then deny / warn / audit and
     exceptions; ``response_for(uid, decision)``.
 ``dutyguard.admission.state``
     ``EnforcementState``, ``StateProvider`` / ``StateView``, ``FailMode``, ``builtin_state()``.
@@ -29,6 +29,9 @@ Public interface:
 ``dutyguard.admission.audit``
     ``AuditShipper``: batched decisions to the control plane, off the request path; a batch
     keeps its id on every retry; 401/403 hold the spool, malformed batches are dropped loudly.
+``dutyguard.admission.journal``
+    ``--spool-dir``: must-send decisions journaled before ``record`` returns, the batch in flight
+    saved before its first POST and resent with its id after a crash; one process per directory.
 ``dutyguard.admission.manifest`` / ``certs``
     the Kubernetes objects that run the webhook; a CA and serving certificate.
 

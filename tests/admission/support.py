@@ -114,7 +114,12 @@ class Webhook:
     """A real HTTPS server on a free loopback port, in a thread, serving ``app``."""
 
     def __init__(
-        self, app: AdmissionApp, certs: CertFiles, cert: Path | None = None, key: Path | None = None
+        self,
+        app: AdmissionApp,
+        certs: CertFiles,
+        cert: Path | None = None,
+        key: Path | None = None,
+        shutdown_seconds: int = 10,
     ) -> None:
         self.app = app
         self.certs = certs
@@ -129,6 +134,7 @@ class Webhook:
             cert=cert or certs.cert,
             key=key or certs.key,
             cert_check_seconds=0.0,
+            shutdown_seconds=shutdown_seconds,
         )
         self.server, self.tls = build_server(app, options)
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -160,9 +166,13 @@ class Webhook:
             "POST", "/validate", body, {"Content-Type": "application/json", **(headers or {})}
         )
 
-    def close(self) -> None:
+    def close(self, timeout: float = 10) -> None:
         self.server.should_exit = True
-        self._thread.join(10)
+        self._thread.join(timeout)
+
+    @property
+    def stopped(self) -> bool:
+        return not self._thread.is_alive()
 
 
 @contextlib.contextmanager

@@ -41,9 +41,12 @@ def serving(certs: CertFiles, *args: str) -> Iterator[tuple[int, subprocess.Pope
         while True:
             try:
                 conn = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=2)
-                conn.request("GET", "/readyz")
-                if conn.getresponse().status == 200:
-                    break
+                try:
+                    conn.request("GET", "/readyz")
+                    if conn.getresponse().status == 200:
+                        break
+                finally:
+                    conn.close()
             except OSError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:

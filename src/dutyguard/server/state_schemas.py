@@ -180,6 +180,37 @@ MAX_CLAIMED_EXCEPTIONS = 1000
 """Distinct exceptions one gate result may claim (each is looked up and re-checked)."""
 
 
+MAX_SUBMITTED_SUPPRESSIONS = 1000
+"""Suppression requests one gate result may carry (the runner says how many it left out)."""
+MAX_SUPPRESSION_TARGETS = 256
+"""Findings one suppression request may point at (a file-wide ``ignore`` can target many)."""
+
+PlainText = Annotated[str, StringConstraints(pattern=r"^[^\x00-\x1f\x7f]*$")]
+"""No control characters: these strings are shown in audit listings and terminals."""
+
+
+class SuppressionIn(Strict):
+    """An inline suppression the scan found (``dutyguard.core.model.SuppressionRequest``), clipped.
+
+    ``findings`` are indices into the submission's ``findings``: the ones it tries to silence
+    (same file, a rule it names, or every rule). Whether an approved exception covers them is
+    decided by the control plane from the waivers it reproduced, never taken from the runner.
+    """
+
+    file: Annotated[PlainText, StringConstraints(min_length=1, max_length=1024)]
+    line: Annotated[int, Field(ge=0, le=MAX_DB_INT)]
+    syntax: Annotated[PlainText, StringConstraints(min_length=1, max_length=64)]
+    targets: Annotated[
+        list[Annotated[PlainText, StringConstraints(min_length=1, max_length=128)]], Field(max_length=32)
+    ]
+    matched_rules: Annotated[list[RuleIdStr], Field(max_length=32)]
+    text: Annotated[PlainText, StringConstraints(max_length=256)] = ""
+    findings: Annotated[
+        list[Annotated[int, Field(ge=0, lt=MAX_SUBMITTED_FINDINGS)]],
+        Field(max_length=MAX_SUPPRESSION_TARGETS),
+    ] = Field(default_factory=list)
+
+
 class AttestationSubmit(Strict):
     subject: Annotated[str, StringConstraints(min_length=1, max_length=400)] = Field(
         description="oci://REGISTRY/IMAGE@sha256:<hex> or git:<commit>"
@@ -190,6 +221,16 @@ class AttestationSubmit(Strict):
     snapshot_version: Version
     findings: Annotated[list[FindingIn], Field(max_length=MAX_SUBMITTED_FINDINGS)]
     errors: Annotated[int, Field(ge=0, le=1_000_000)]
+    suppression_requests: (
+        Annotated[list[SuppressionIn], Field(max_length=MAX_SUBMITTED_SUPPRESSIONS)] | None
+    ) = Field(
+        default=None,
+        description="Inline suppressions the scan found (audited; a bypass attempt when no approved "
+        "exception covers what they target). Optional: runners before this field keep working.",
+    )
+    suppression_requests_total: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = Field(
+        default=None, description="How many the scan found, when the runner sent only the first ones."
+    )
 
 
 class AttestationOut(Out):
@@ -205,6 +246,43 @@ class AttestationOut(Out):
     breakglass_grant: str | None
     created_at: datetime
     envelope: dict[str, Any]
+
+
+# -- the gate's refusals of served state -----------------------------------------------------------------
+
+MAX_REFUSAL_REPORT_BYTES = 16 * 1024
+"""A refusal report is a few hundred bytes; anything past this is not one."""
+TrustCheck = Literal["missing", "malformed", "unsigned", "signature", "digest", "expired", "rollback"]
+StateVersion = Annotated[int, Field(ge=1, le=2**53 - 1)]
+
+
+class VerificationFailureReport(Strict):
+    """What a runner says about a bundle or snapshot served to it that failed verification.
+
+    Everything here is the runner's claim, read from bytes that did not verify: it is recorded
+    (with the caller's identity) and used for nothing else.
+    """
+
+    document: Literal["bundle", "snapshot"]
+    check: TrustCheck = Field(description="The trust error's stable code (docs: What the runner verifies).")
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    digest: BundleDigest = Field(description="SHA-256 of the bytes the runner was served.")
+    size: Annotated[int, Field(ge=0, le=2**53 - 1)]
+    key_ids: Annotated[
+        list[Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,128}$")]], Field(max_length=16)
+    ] = Field(default_factory=list, description="Key ids the envelope's signatures claim (unverified).")
+    claimed_issuer: Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]{1,253}$")] | None = None
+    claimed_version: StateVersion | None = None
+    last_seen_version: StateVersion | None = Field(
+        default=None, description="The version of this document the runner last accepted from that issuer."
+    )
+    app: NameStr | None = None
+    cluster: NameStr | None = None
+    subject: Annotated[str, StringConstraints(min_length=1, max_length=400)] | None = None
+
+
+class RefusalRecorded(Out):
+    audit_seq: int
 
 
 # -- admission decisions ---------------------------------------------------------------------------------

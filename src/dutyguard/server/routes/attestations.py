@@ -14,6 +14,12 @@ identity. A runner never holds a key, so it cannot forge a pass.
 Break-glass: when the gate is blocked (by findings, not by unreadable inputs) and an open grant
 lets its opener override enforcement on the app, the decision is ``breakglass``: attested as
 such, an audit entry and an alarm.
+
+Inline suppressions the gate found (optional ``suppression_requests``, absent from older runners)
+are audited with the accepted submission as one ``gate.suppression_requests`` entry, each flagged
+a bypass attempt unless the waivers reproduced here cover what it targets
+(:mod:`dutyguard.server.gate_audit`). They decide nothing and stay out of the signed predicate,
+whose fields are fixed by its type.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from dutyguard.server import tables as t
 from dutyguard.server.auditing import record
 from dutyguard.server.auth import Caller
 from dutyguard.server.authz import enforce, requires
+from dutyguard.server.gate_audit import suppression_details
 from dutyguard.server.problems import Problem, bad_request, not_found
 from dutyguard.server.routes._common import RuntimeDep, refusals
 from dutyguard.server.routes._state_common import anywhere, tampered
@@ -68,6 +75,31 @@ def _subject(text: str) -> Subject:
             str(e),
             errors=[{"field": "body.subject", "message": str(e)}],
         ) from None
+
+
+def _check_suppression_targets(body: AttestationSubmit) -> None:
+    """Each suppression request points at findings of this submission (by index)."""
+    for i, s in enumerate(body.suppression_requests or ()):
+        for j in s.findings:
+            if j >= len(body.findings):
+                message = f"finding {j} does not exist (the submission has {len(body.findings)})"
+                raise Problem(
+                    422,
+                    "validation",
+                    "Invalid request",
+                    message,
+                    errors=[{"field": f"body.suppression_requests.{i}.findings", "message": message}],
+                )
+    total = body.suppression_requests_total
+    if total is not None and total < len(body.suppression_requests or ()):
+        message = "fewer than the suppression requests submitted"
+        raise Problem(
+            422,
+            "validation",
+            "Invalid request",
+            message,
+            errors=[{"field": "body.suppression_requests_total", "message": message}],
+        )
 
 
 def _findings(
@@ -185,6 +217,7 @@ def submit(
 ) -> AttestationOut:
     """Submit a gate result; the control plane checks it against the state in force and signs it."""
     subject = _subject(body.subject)
+    _check_suppression_targets(body)
     enforce(rt, request, caller, Duty.SCAN_SUBMIT, Scope(ScopeKind.APP, body.app) if body.app else ORG)
     received = rt.now()  # orders attestations; the signed time is whole seconds
     now = received.replace(microsecond=0)
@@ -285,6 +318,22 @@ def submit(
                 "breakglass": grant_id,
             },
         )
+        if body.suppression_requests:
+            record(
+                rt,
+                conn,
+                actor=caller.id,
+                principal=caller.principal,
+                action="gate.suppression_requests",
+                obj=obj,
+                details=suppression_details(
+                    body.suppression_requests,
+                    body.suppression_requests_total,
+                    body.findings,
+                    waivers,
+                    {"subject": subject.render(), "app": body.app, "decision": predicate.decision},
+                ),
+            )
     if grant_id is not None:
         rt.notifier.send(
             {

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
@@ -31,7 +31,8 @@ EPILOG = (
     "Exit codes: 0 nothing at or above --fail-on (or a blocked gate let through by a break-glass "
     "grant, with --attest); 1 the gate fails; 2 usage error, an input that could not be read, or "
     "signed state (--state, --server) that is missing, unsigned, tampered, expired or rolled back "
-    "(the gate fails closed)."
+    "(the gate fails closed; with --server the refusal is also reported to the control plane, "
+    "which audits it)."
 )
 SEVERITIES = ", ".join(s.value for s in Severity)
 
@@ -315,7 +316,8 @@ def scan(
         metavar="URL",
         help="Fetch the signed state from the control plane at URL (token from DUTYGUARD_TOKEN or "
         "`dutyguard login`) and enforce it as with --state: verified with --trust before anything is "
-        "scanned; a download or check that fails is exit 2.",
+        "scanned; a download or check that fails is exit 2, and a check that fails is reported to the "
+        "control plane (audited).",
     ),
     attest: bool = typer.Option(
         False,
@@ -392,7 +394,7 @@ def scan(
                         fetched, trust, seen, registry, utc_now(), cache_snapshots=cache_snapshots
                     )
                 except TrustError as e:
-                    raise _as_served(e, fetched, server) from None
+                    _refuse_served(e, fetched, server, seen, context, subject)
         else:
             assert state is not None
             gate = open_state(state, trust, seen, registry, utc_now(), cache_snapshots=cache_snapshots)
@@ -458,6 +460,28 @@ def _as_served(error: TrustError, fetched: Path, server: str) -> TrustError:
     if error.source not in served:
         return error
     return type(error)(served[error.source], error.reason)
+
+
+def _refuse_served(
+    error: TrustError, fetched: Path, server: str, seen: Path, context: MatchContext, subject: str | None
+) -> NoReturn:
+    """Fail closed (exit 2, the same message as any refusal), then tell the control plane which
+    document it served failed which check. Reporting is best effort: it never changes the exit."""
+    from dutyguard.cli import gate_client
+    from dutyguard.formats._text import terminal
+
+    print(f"dutyguard: error: {_as_served(error, fetched, server).diagnostics()}", file=sys.stderr)
+    body = gate_client.refusal_report(error, fetched, server, seen, context, subject)
+    if body is not None:
+        problem = gate_client.report_refusal(server, body)
+        if problem is None:
+            print("dutyguard: the refusal was reported to the control plane (audited)", file=sys.stderr)
+        else:
+            print(
+                f"dutyguard: warning: could not report the refusal to the control plane: {terminal(problem, 500)}",
+                file=sys.stderr,
+            )
+    raise typer.Exit(2)
 
 
 def _attest(

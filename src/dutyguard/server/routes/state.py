@@ -7,6 +7,11 @@
 - ``GET /state/attestations``: the latest gate attestation per subject, for admission's
   "image must have a passing gate attestation" rule (each entry is an envelope signed by the
   control plane, verified on its own; the list itself is only an index).
+- ``POST /state/verification-failures``: a runner says it refused a bundle or snapshot served to
+  it (tampered, replayed, expired, another key …): an audit entry ``gate.state_refused`` with the
+  caller's identity, and an alarm. The report is a claim about bytes that did not verify and is
+  used for nothing else; a body that is not a strict, bounded report is refused (422) and that
+  refusal is audited too.
 - ``GET /keys``: the public keyring (every state key with its validity window) to pin;
   ``POST /keys/rotate``: retire the current key and start a new one (security, audited, alarmed).
 
@@ -21,21 +26,31 @@ import json
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import ValidationError
 
 from dutyguard.audit.entry import Outcome
 from dutyguard.governance.duties import Duty
+from dutyguard.governance.scope import ORG, Scope, ScopeKind
 from dutyguard.server import pagination, published, state_keys
 from dutyguard.server import tables as t
-from dutyguard.server.auditing import SYSTEM, record
+from dutyguard.server.auditing import SYSTEM, record, record_refusal
 from dutyguard.server.auth import Caller
-from dutyguard.server.authz import public, requires
+from dutyguard.server.authz import enforce, public, requires
+from dutyguard.server.gate_audit import refusal_details
 from dutyguard.server.problems import Problem, not_found
 from dutyguard.server.routes._common import RuntimeDep, refusals
 from dutyguard.server.routes._state_common import anywhere
 from dutyguard.server.runtime import Runtime
 from dutyguard.server.schemas import Page
-from dutyguard.server.state_schemas import AttestationOut, RotateBody
+from dutyguard.server.state_schemas import (
+    MAX_REFUSAL_REPORT_BYTES,
+    AttestationOut,
+    RefusalRecorded,
+    RotateBody,
+    VerificationFailureReport,
+)
+from dutyguard.trust.attest import Subject
 from dutyguard.trust.keys import Keyring
 
 router = APIRouter(tags=["signed state"])
@@ -87,6 +102,109 @@ def _integrity_alarm(rt: Runtime, reason: str) -> None:
             details={"reason": reason[:1000]},
         )
     rt.notifier.send({"event": "state.integrity", "reason": reason, "audit_seq": seq})
+
+
+async def _raw_body(request: Request) -> bytes:
+    # Read here, validated in the handler: a report that does not validate is audited, which
+    # FastAPI's own body validation (before any handler runs) would not allow.
+    return await request.body()
+
+
+_REFUSED_STATE = "gate.state_refused"
+
+
+def _report(rt: Runtime, caller: Caller, raw: bytes) -> VerificationFailureReport:
+    """The strict report, or an audited 422 naming each bad field (never echoing the input)."""
+    errors: list[dict[str, object]]
+    if len(raw) > MAX_REFUSAL_REPORT_BYTES:
+        errors = [
+            {"field": "body", "message": f"larger than {MAX_REFUSAL_REPORT_BYTES} bytes", "code": "too_long"}
+        ]
+    else:
+        try:
+            report = VerificationFailureReport.model_validate_json(raw)
+        except ValidationError as e:
+            errors = [
+                {
+                    "field": ".".join(["body", *(str(p) for p in err["loc"])]),
+                    "message": err["msg"][:200],
+                    "code": err["type"],
+                }
+                for err in e.errors(include_url=False, include_input=False)[:20]
+            ]
+        else:
+            try:
+                if report.subject is not None:
+                    Subject.parse(report.subject)
+            except ValueError as e:
+                errors = [{"field": "body.subject", "message": str(e)[:200], "code": "value_error"}]
+            else:
+                return report
+    record_refusal(
+        rt,
+        actor=caller.id,
+        principal=caller.principal,
+        action=_REFUSED_STATE,
+        obj="state",
+        details={
+            "code": "validation",
+            "bytes": len(raw),
+            "errors": [{"field": str(x["field"]), "code": str(x["code"])} for x in errors[:20]],
+        },
+    )
+    fields = ", ".join(str(x["field"]) for x in errors[:5])
+    raise Problem(
+        422, "validation", "Invalid request", f"{len(errors)} invalid field(s): {fields}", errors=errors
+    )
+
+
+@router.post(
+    "/state/verification-failures",
+    status_code=202,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": VerificationFailureReport.model_json_schema()}},
+        }
+    },
+)
+def verification_failure(
+    request: Request,
+    caller: Annotated[
+        Caller,
+        Depends(
+            requires(Duty.SCAN_SUBMIT, any_scope=True, note="`app:<app>` reported (the organisation if none)")
+        ),
+    ],
+    raw: Annotated[bytes, Depends(_raw_body)],
+    rt: RuntimeDep,
+) -> RefusalRecorded:
+    """A runner refused signed state served to it: audited (``gate.state_refused``) and alarmed."""
+    report = _report(rt, caller, raw)
+    enforce(rt, request, caller, Duty.SCAN_SUBMIT, Scope(ScopeKind.APP, report.app) if report.app else ORG)
+    details = refusal_details(report)
+    with rt.db.write() as conn:
+        seq = record(
+            rt,
+            conn,
+            actor=caller.id,
+            principal=caller.principal,
+            action=_REFUSED_STATE,
+            obj=f"state:{report.document}",
+            outcome=Outcome.FAILED,
+            details=details,
+        )
+    rt.notifier.send(
+        {
+            "event": _REFUSED_STATE,
+            "document": report.document,
+            "check": report.check,
+            "app": report.app,
+            "reported_by": caller.id,
+            "audit_seq": seq,
+        }
+    )
+    return RefusalRecorded(audit_seq=seq)
 
 
 def attestation_out(m: Any) -> AttestationOut:

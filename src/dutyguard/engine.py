@@ -13,7 +13,7 @@ import contextlib
 import marshal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 from dutyguard import parallel
 from dutyguard.core.evaluate import Evaluator
@@ -58,12 +58,30 @@ class _Outcome:
     """What scan-wide rules keep of this input (:mod:`dutyguard.core.scanwide`)."""
 
 
+class ResourceScope(Protocol):
+    """What a scan's policy governs (a signed bundle's scope), checked before anything is evaluated.
+
+    Called wherever an input is read (maybe in a forked worker): it must be a pure function of
+    its arguments."""
+
+    @property
+    def reads(self) -> type[Resource] | None:
+        """A resource type to read even when no enabled rule reads it (the check needs it)."""
+        ...
+
+    def split(self, source: str, resources: list[Resource]) -> tuple[list[Resource], ScanError | None]:
+        """The resources the policy governs, and an error naming the others (it fails the scan);
+        those are never evaluated."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Scanner:
     registry: RuleRegistry
     sources: tuple[Source, ...]
     policy: Policy
     limits: Limits
+    scope: ResourceScope | None = None
 
     def scan(
         self,
@@ -76,6 +94,8 @@ class Scanner:
         evaluator = Evaluator(self.registry, self.policy)
         wide = wide_types(self.registry, evaluator)
         wide_reads = {w.reads for w in wide}
+        if self.scope is not None and self.scope.reads is not None:
+            wide_reads.add(self.scope.reads)
         sources = tuple(
             s
             for s in self.sources
@@ -172,6 +192,10 @@ class Scanner:
         out = _Outcome(item.name, files=1)
         resources, out.errors = self.read(item, sources)
         out.resources = len(resources)
+        if self.scope is not None:
+            resources, refused = self.scope.split(item.name, resources)
+            if refused is not None:
+                out.errors.append(refused)
         out.facts = collect(wide, resources)
         ev = evaluator.evaluate(resources)
         out.findings = list(ev.findings)

@@ -398,7 +398,7 @@ def scan(
         else:
             assert state is not None
             gate = open_state(state, trust, seen, registry, utc_now(), cache_snapshots=cache_snapshots)
-        gate.check_scope(context)
+        gate.check_scope(context, subject)
         policy = gate.policy
     elif trust:
         raise typer.BadParameter(
@@ -415,7 +415,13 @@ def scan(
             allowed_registries=tuple(allowed_registry),
             enabled_rules=_pack_selection(registry, only),
         )
-    scanner = Scanner(registry=registry, sources=default_sources(registry), policy=policy, limits=limits)
+    scanner = Scanner(
+        registry=registry,
+        sources=default_sources(registry),
+        policy=policy,
+        limits=limits,
+        scope=gate.scope if gate is not None else None,
+    )
 
     try:
         with _ProgressDisplay() as progress:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import MappingProxyType
@@ -99,33 +99,105 @@ class RuleSelector:
     value: str
 
 
+SCOPE_ATTRIBUTES = ("team", "app", "namespace", "cluster")
+"""The named attributes a target may be compared on (besides its images' registries)."""
+
+MAX_SCOPE_PROBLEMS = 10
+"""Images listed as outside the scope, at most (then how many more)."""
+
+
 @dataclass(frozen=True, slots=True)
 class BundleScope:
-    """Which targets the bundle governs. An empty tuple means every one."""
+    """Which targets the bundle governs. An empty tuple means every one.
+
+    The one place that decides coverage: the CI gate, the control plane and the admission
+    webhook each pass what they know of a target to :meth:`uncovered`.
+    """
 
     teams: tuple[str, ...] = ()
     apps: tuple[str, ...] = ()
     namespaces: tuple[str, ...] = ()
     clusters: tuple[str, ...] = ()
     registries: tuple[str, ...] = ()
+    """Registry hosts with optional repository prefixes, matched as ``allowedRegistries`` is."""
+
+    def allowed(self, attribute: str) -> tuple[str, ...]:
+        """The values ``attribute`` (one of :data:`SCOPE_ATTRIBUTES`) may take; empty: any."""
+        if attribute == "team":
+            return self.teams
+        if attribute == "app":
+            return self.apps
+        if attribute == "namespace":
+            return self.namespaces
+        if attribute == "cluster":
+            return self.clusters
+        raise ValueError(f"unknown scope attribute {attribute!r}")
 
     def uncovered(
-        self, *, team: str | None = None, app: str | None = None, cluster: str | None = None
+        self,
+        *,
+        team: str | None = None,
+        app: str | None = None,
+        namespace: str | None = None,
+        cluster: str | None = None,
+        images: Iterable[str] = (),
+        required: Collection[str] = (),
     ) -> list[str]:
         """Why a target described by the given attributes is outside the scope (empty: covered).
 
-        Only attributes that are known are compared: a CI runner knows its app and cluster from
-        its flags, the server knows the team from the token.
+        An attribute given as ``None`` (or empty) is not known where this is asked and is not
+        compared — unless it is ``required`` and the scope restricts it: then the target cannot
+        be shown to be governed, and that is a reason too (fail closed). A CI runner knows its
+        app and cluster from its flags; the control plane resolves the app's owning team; the
+        webhook knows its cluster and the object's namespace, app label and images.
+        ``images`` are image references (``registry/repository[:tag][@digest]``): each must come
+        from a registry of the scope.
         """
+        unknown = set(required) - set(SCOPE_ATTRIBUTES)
+        if unknown:
+            raise ValueError(f"unknown scope attribute(s): {', '.join(sorted(unknown))}")
         out: list[str] = []
-        for what, value, allowed in (
-            ("team", team, self.teams),
-            ("app", app, self.apps),
-            ("cluster", cluster, self.clusters),
-        ):
-            if value is not None and allowed and value not in allowed:
-                out.append(f"{what} {value!r} is not among {', '.join(allowed)}")
+        for what, value in (("team", team), ("app", app), ("namespace", namespace), ("cluster", cluster)):
+            allowed = self.allowed(what)
+            if not allowed:
+                continue
+            if value:
+                if value not in allowed:
+                    out.append(f"{what} {value!r} is not among {', '.join(allowed)}")
+            elif what in required:
+                out.append(f"no {what} is known, and the bundle governs only {what}s {', '.join(allowed)}")
+        if self.registries:
+            outside = [why for why in map(self.registry_uncovered, dict.fromkeys(images)) if why]
+            out.extend(outside[:MAX_SCOPE_PROBLEMS])
+            if len(outside) > MAX_SCOPE_PROBLEMS:
+                out.append(f"... and {len(outside) - MAX_SCOPE_PROBLEMS} more image(s) outside the scope")
         return out
+
+    def registry_uncovered(self, image: str) -> str | None:
+        """Why ``image`` (a reference as a container spec writes it) is outside ``registries``.
+
+        The registry and repository are read as the container runtime reads them, and matched
+        like ``allowedRegistries`` (:mod:`dutyguard.rules.workload.imageref`); a reference that
+        does not parse cannot be shown to come from a governed registry.
+        """
+        if not self.registries:
+            return None
+        from dutyguard.rules.workload.imageref import (
+            ImageReferenceError,
+            allowed_by,
+            parse_allow_list,
+            parse_image,
+        )
+
+        shown = image if len(image) <= 200 else image[:199] + "\u2026"
+        among = ", ".join(self.registries)
+        try:
+            ref = parse_image(image)
+        except ImageReferenceError as e:
+            return f"image {shown!r} cannot be read ({e}): its registry is not known to be among {among}"
+        if allowed_by(ref, parse_allow_list(self.registries)) is None:
+            return f"image {shown!r} (registry {ref.registry}) is not from {among}"
+        return None
 
 
 @dataclass(frozen=True, slots=True)

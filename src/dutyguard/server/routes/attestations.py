@@ -240,7 +240,25 @@ def submit(
             bundle = latest.bundle()
         except GovernanceError as e:
             raise tampered(e) from None
-        uncovered = bundle.scope.uncovered(app=body.app, cluster=body.cluster)
+        # Scope (BundleScope decides): the app's owning team from the ownership registry (an
+        # unowned app is not governed by a bundle limited to teams), the subject's registry, and
+        # the namespaces of the submitted findings (a runner refuses such objects; this one did not).
+        from dutyguard.trust.gate import subject_image
+
+        scope = bundle.scope
+        owner = store.get_asset(conn, Scope(ScopeKind.APP, body.app)) if scope.teams and body.app else None
+        image = subject_image(subject)
+        uncovered = scope.uncovered(
+            team=owner.team_id if owner is not None else None,
+            app=body.app,
+            cluster=body.cluster,
+            images=(image,) if image else (),
+            required=("team",),
+        )
+        if scope.teams and body.app and owner is None:
+            uncovered.insert(0, f"app {body.app!r} has no owning team in the ownership registry")
+        namespaces = dict.fromkeys(f.namespace for f in body.findings if f.namespace)
+        uncovered += [f"a finding's {why}" for ns in namespaces for why in scope.uncovered(namespace=ns)][:10]
         if uncovered:
             raise GovernanceError(
                 "out_of_scope", f"the bundle in force does not govern this gate: {'; '.join(uncovered)}"

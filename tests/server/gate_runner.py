@@ -3,8 +3,8 @@ a real HTTP proxy in between that can tamper with, replay or withhold what passe
 
 The proxy forwards every request to the control plane (uvicorn on loopback, sharing the test's
 runtime) and answers with what came back, unless a test told it otherwise for a path: serve other
-bytes (``replace``), edit the bytes served (``edit``), answer a POST with an error status
-(``fail``), drop the connection (``drop``) or hold it (``hang``, released when the proxy stops).
+bytes (``replace``), edit the bytes served (``edit``), answer with an error status
+(``fail``, or ``once`` for the next requests only), drop the connection (``drop``) or hold it (``hang``, released when the proxy stops).
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ class Proxy:
     fail: dict[str, int] = field(default_factory=dict)
     drop: set[str] = field(default_factory=set)
     hang: set[str] = field(default_factory=set)
+    once: dict[str, list[tuple[int, bytes]]] = field(default_factory=dict)
+    """Answers given (in order, each once) before requests to a path are forwarded again."""
     served: dict[str, bytes] = field(default_factory=dict)
     """The last body served per path (what the runner actually received)."""
     posted: list[tuple[str, bytes]] = field(default_factory=list)
@@ -56,6 +58,9 @@ class Proxy:
             return None
         if path in self.drop:
             return None
+        if self.once.get(path):
+            status, data = self.once[path].pop(0)
+            return status, "application/problem+json", data
         if path in self.fail:
             status = self.fail[path]
             problem = {"type": "urn:dutyguard:problem:http", "title": "Unavailable", "status": status}

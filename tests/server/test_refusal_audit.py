@@ -11,6 +11,7 @@ and audited.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from pathlib import Path
@@ -18,6 +19,9 @@ from typing import Any
 
 import pytest
 
+from dutyguard.audit.signing import Signer
+from dutyguard.trust.dsse import sign_envelope
+from dutyguard.trust.state import BUNDLE_PAYLOAD_TYPE
 from tests.server.conftest import Org
 from tests.server.gate_runner import Runner, control_plane, edit_payload, payload_of, proxy_to
 from tests.server.signed_helpers import keyring, ok, publish, request_exception, served
@@ -226,3 +230,36 @@ def test_refusal_report_body_is_bounded(org: Org) -> None:
     assert post(_report(), who="carol").status_code == 403
     # the report is a claim: the state served is what it was
     assert served(org) == before
+
+
+def _resigned(data: bytes, signer: Signer) -> bytes:
+    doc = json.loads(data)
+    return sign_envelope(signer, BUNDLE_PAYLOAD_TYPE, base64.b64decode(doc["payload"])).dumps()
+
+
+def _unsigned(data: bytes) -> bytes:
+    doc = json.loads(data)
+    doc["signatures"] = []
+    return json.dumps(doc).encode()
+
+
+def test_each_refused_check_is_reported_with_what_the_bytes_claim(
+    org: Org, runner: Runner, manifest: str
+) -> None:
+    intruder = Signer.generate()
+    cases: list[tuple[str, Any, str, list[str], int | None]] = [
+        ("signature", lambda d: _resigned(d, intruder), "which is not trusted here", [intruder.key_id], 1),
+        ("unsigned", _unsigned, "the envelope carries no signature", [], 1),
+        ("malformed", lambda d: b"\x00\xff" + d[:100], "not a DSSE envelope", [], None),
+    ]
+    with control_plane(org) as upstream, proxy_to(upstream) as proxy:
+        for check, edit, message, key_ids, version in cases:
+            proxy.edit[BUNDLE_PATH] = edit
+            code, out, err = runner.scan(proxy.url, manifest)
+            assert (code, out) == (2, ""), err
+            assert f"{BUNDLE_PATH}: verification failed [{check}]: " in err.splitlines()[0]
+            d = _refused(org)[-1]["details"]
+            assert (d["check"], d["key_ids"], d["claimed_version"]) == (check, key_ids, version), d
+            assert message in d["reason"]
+            assert d["digest"] == _sha256(proxy.served[BUNDLE_PATH])
+    assert len(_refused(org)) == 3

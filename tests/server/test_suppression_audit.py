@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.server.conftest import Org
-from tests.server.gate_runner import Runner, control_plane
+from tests.server.gate_runner import Runner, control_plane, proxy_to
 from tests.server.signed_helpers import FP, ok, publish, request_exception, served
 
 SUPPRESSED = "checkov/tests/kubernetes/checks/example_Suppressed/suppress-checks-PASSED.yaml"
@@ -142,6 +142,68 @@ def test_suppression_covered_by_exception_is_not_a_bypass_attempt(
     assert (item["line"], item["syntax"], item["findings"]) == (10, "checkov:skip", 1)
     assert (item["covered_by"], item["bypass_attempt"]) == ([e["id"]], False)
     assert item["rules"] == ["secrets.generic-password", "secrets.generic-secret", "secrets.dotenv-secret"]
+
+
+def test_runner_resubmits_without_suppressions_to_an_older_control_plane(
+    org: Org, runner: Runner, shared_data: Path, tmp_path: Path
+) -> None:
+    """A control plane from before the field refuses it as unknown (422, extra_forbidden): the
+    runner warns that the suppressions were not audited and still gets its attestation."""
+    older = {
+        "type": "urn:dutyguard:problem:validation",
+        "title": "Invalid request",
+        "status": 422,
+        "errors": [
+            {
+                "field": "body.suppression_requests",
+                "message": "Extra inputs are not permitted",
+                "code": "extra_forbidden",
+            },
+            {
+                "field": "body.suppression_requests_total",
+                "message": "Extra inputs are not permitted",
+                "code": "extra_forbidden",
+            },
+        ],
+    }
+    with control_plane(org) as upstream, proxy_to(upstream) as proxy:
+        proxy.once["/api/v1/attestations"] = [(422, json.dumps(older).encode())]
+        code, _, err = runner.scan(
+            proxy.url, "--subject", IMAGE, "--attest", "--attest-output", str(tmp_path / "a.json"),
+            str(shared_data / SUPPRESSED),
+        )  # fmt: skip
+        posted = [json.loads(body) for path, body in proxy.posted if path == "/api/v1/attestations"]
+    assert code == 1, err
+    assert (
+        "does not take suppression requests (an older version): 12 inline suppression(s) were not audited"
+        in err
+    )
+    assert "gate attestation att-" in err
+    assert [("suppression_requests" in b, "suppression_requests_total" in b) for b in posted] == [
+        (True, True),
+        (False, False),
+    ]
+    assert org.audit(action="gate.attest", outcome="success")
+    assert org.audit(action="gate.suppression_requests") == []
+
+
+def test_other_validation_errors_are_not_retried(
+    org: Org, runner: Runner, shared_data: Path, tmp_path: Path
+) -> None:
+    refused = {
+        "title": "Invalid request",
+        "status": 422,
+        "errors": [{"field": "body.findings", "message": "x"}],
+    }
+    with control_plane(org) as upstream, proxy_to(upstream) as proxy:
+        proxy.once["/api/v1/attestations"] = [(422, json.dumps(refused).encode())]
+        code, _, err = runner.scan(
+            proxy.url, "--subject", IMAGE, "--attest", "--attest-output", str(tmp_path / "a.json"),
+            str(shared_data / SUPPRESSED),
+        )  # fmt: skip
+        attempts = [path for path, _ in proxy.posted if path == "/api/v1/attestations"]
+    assert (code, attempts) == (2, ["/api/v1/attestations"])
+    assert "body.findings" in err and "older version" not in err
 
 
 # --- the API, as a runner could call it --------------------------------------------------------------

@@ -52,6 +52,8 @@ REPORT_TIMEOUT_S = 5.0
 MAX_SUPPRESSIONS = 1000
 MAX_SUPPRESSION_TARGETS = 256
 """Bounds of the control plane's schema (``server.state_schemas``): past them the rest are counted."""
+MAX_SUPPRESSION_BYTES = 1024 * 1024
+"""JSON the suppression list may add to a submission (the control plane takes 4 MiB in all)."""
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -135,35 +137,56 @@ def submission(report: ScanReport, gate: SignedGate, context: MatchContext, subj
             for f in report.findings
         ],
         "errors": len(report.errors),
-        "suppression_requests": [
-            suppression(s, report) for s in report.suppression_requests[:MAX_SUPPRESSIONS]
-        ],
+        "suppression_requests": suppressions(report),
         "suppression_requests_total": len(report.suppression_requests),
     }
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _RULE_ID = re.compile(r"[a-z0-9]+(?:[.-][a-z0-9]+)*")
 
 
-def _plain(text: str, n: int, *, tail: bool = False) -> str:
-    """Without control characters, at most ``n`` characters (a path keeps its end)."""
-    text = _CONTROL.sub("?", text)
+def _clip(text: str, n: int, *, tail: bool = False) -> str:
+    """At most ``n`` characters (a path keeps its end)."""
     if len(text) <= n:
         return text
     return "…" + text[-(n - 1) :] if tail else text[: n - 1] + "…"
 
 
-def suppression(s: SuppressionRequest, report: ScanReport) -> dict[str, Any]:
+def _plain(text: str, n: int, *, tail: bool = False) -> str:
+    """Without control characters, at most ``n`` characters."""
+    return _clip(_CONTROL.sub("?", text), n, tail=tail)
+
+
+def suppressions(report: ScanReport) -> list[dict[str, Any]]:
+    """The first suppression requests, as many as fit the control plane's bounds (the count of
+    all of them goes along, so what is left out is still counted)."""
+    by_file: dict[str, list[int]] = {}
+    for i, f in enumerate(report.findings):
+        by_file.setdefault(f.location.file, []).append(i)
+    out: list[dict[str, Any]] = []
+    used = 0
+    for s in report.suppression_requests[:MAX_SUPPRESSIONS]:
+        item = suppression(s, report, by_file.get(s.file, []))
+        used += len(json.dumps(item))
+        if used > MAX_SUPPRESSION_BYTES:
+            break
+        out.append(item)
+    return out
+
+
+def suppression(s: SuppressionRequest, report: ScanReport, in_file: list[int]) -> dict[str, Any]:
     """One suppression request, clipped to the control plane's bounds, with the findings it
-    targets: same file, a rule it names (every rule when it names none) — the rule the SARIF
-    output and ``exception request --from-suppression`` use. Unwaived ones first, so a list cut
-    at the bound still shows what no exception covers."""
+    targets among ``in_file`` (the indices of its file's findings): a rule it names, every rule
+    when it names none — as the SARIF output and ``exception request --from-suppression`` do.
+    Unwaived ones first, so a list cut at the bound still shows what no exception covers."""
     targeted = [
         i
-        for i, f in enumerate(report.findings)
-        if f.location.file == s.file
-        and (not s.targets or f.rule_id in s.matched_rules or f.rule_id in s.targets)
+        for i in in_file
+        if not s.targets
+        or report.findings[i].rule_id in s.matched_rules
+        or report.findings[i].rule_id in s.targets
     ]
     targeted.sort(key=lambda i: report.findings[i].waiver is not None)
     return {
@@ -295,7 +318,7 @@ def refusal_report(
     return {
         "document": document,
         "check": error.check,
-        "reason": _plain(reason, 2000) or error.check,
+        "reason": _clip(_CONTROL_BUT_LINES.sub("?", reason), 2000) or error.check,
         "digest": digest,
         "size": size,
         "key_ids": key_ids,

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dutyguard.trust.gate import MAX_INPUTS_SHOWN, MAX_OBJECTS_SHOWN
 from tests.trust.simulator import NOW, ControlPlane
-from tests.trust.test_gate_cli import NODE_EXPORTER, Runner, findings, set_now
+from tests.trust.test_gate_cli import NODE_EXPORTER, Runner, set_now
 
 CLOUDWATCH = (
     "checkov/tests/kubernetes/checks/example_DockerSocketVolume/cloudwatch-agent-1PASSED-1FAILED.yaml"
@@ -49,6 +50,11 @@ spec:
 """
 
 
+def scanned(runner: Runner, *args: str) -> tuple[int, Any, str]:
+    """``runner.json``, its report typed loosely for reading."""
+    return runner.json(*args)
+
+
 @pytest.fixture(autouse=True)
 def _clock(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in ("DUTYGUARD_FAIL_ON", "DUTYGUARD_ALLOWED_REGISTRIES", "DUTYGUARD_STATE", "DUTYGUARD_TRUST"):
@@ -73,7 +79,7 @@ def test_manifest_in_namespace_outside_scope_refuses_the_scan(
 ) -> None:
     cp.pull(runner.state, cp.publish(bundle("{namespaces: [monitoring]}")), cp.snapshot())
     cloudwatch = shared_data / CLOUDWATCH
-    code, report, err = runner.json(str(shared_data / NODE_EXPORTER), str(cloudwatch))
+    code, report, err = scanned(runner, str(shared_data / NODE_EXPORTER), str(cloudwatch))
     assert code == 2, err
     (error,) = report["errors"]
     assert error["source"] == str(cloudwatch)
@@ -92,7 +98,7 @@ def test_manifest_in_namespace_outside_scope_refuses_the_scan(
     ]
     assert all(n.startswith("line ") for n in named), named
     # objects outside the scope are not evaluated; node-exporter (in monitoring) is
-    files = {f["location"]["file"] for f in findings(report)}
+    files = {f["location"]["file"] for f in report["findings"]}
     assert files == {str(shared_data / NODE_EXPORTER)}
     assert f"dutyguard: error: {cloudwatch}: 7 object(s) outside the scope" in err
 
@@ -100,7 +106,7 @@ def test_manifest_in_namespace_outside_scope_refuses_the_scan(
 def test_objects_are_named_by_their_line(cp: ControlPlane, runner: Runner, shared_data: Path) -> None:
     cp.pull(runner.state, cp.publish(bundle("{namespaces: [monitoring]}")), cp.snapshot())
     cloudwatch = shared_data / CLOUDWATCH
-    _, report, _ = runner.json(str(cloudwatch))
+    _, report, _ = scanned(runner, str(cloudwatch))
     message = report["errors"][0]["message"]
     text = cloudwatch.read_text().splitlines()
     for part in message.split(" (they were not evaluated): ", 1)[1].split("; "):
@@ -119,10 +125,10 @@ def test_manifest_in_scope_namespace_is_evaluated_as_usual(
     cp: ControlPlane, runner: Runner, shared_data: Path
 ) -> None:
     cp.pull(runner.state, cp.publish(bundle("{namespaces: [monitoring, amazon-cloudwatch]}")), cp.snapshot())
-    code, report, err = runner.json(str(shared_data / NODE_EXPORTER), str(shared_data / CLOUDWATCH))
+    code, report, err = scanned(runner, str(shared_data / NODE_EXPORTER), str(shared_data / CLOUDWATCH))
     assert code == 1, err
     assert report["errors"] == []
-    assert {f["location"]["file"] for f in findings(report)} == {
+    assert {f["location"]["file"] for f in report["findings"]} == {
         str(shared_data / NODE_EXPORTER),
         str(shared_data / CLOUDWATCH),
     }
@@ -135,10 +141,10 @@ def test_object_without_namespace_is_not_compared_in_ci(
     path = shared_data / NO_NAMESPACE
     assert "namespace:" not in path.read_text()
     cp.pull(runner.state, cp.publish(bundle("{namespaces: [prod]}")), cp.snapshot())
-    code, report, err = runner.json(str(path))
+    code, report, err = scanned(runner, str(path))
     assert code == 1, err
     assert report["errors"] == []
-    assert {f["rule_id"] for f in findings(report)} >= {"pss.host-ports"}
+    assert {f["rule_id"] for f in report["findings"]} >= {"pss.host-ports"}
 
 
 def test_namespace_scope_is_checked_even_when_no_rule_reads_manifests(
@@ -150,7 +156,7 @@ def test_namespace_scope_is_checked_even_when_no_rule_reads_manifests(
         cp.publish(bundle("{namespaces: [monitoring]}", rules="{include: [{pack: secrets}]}")),
         cp.snapshot(),
     )
-    code, report, err = runner.json(str(shared_data / CLOUDWATCH))
+    code, report, err = scanned(runner, str(shared_data / CLOUDWATCH))
     assert code == 2, err
     assert "7 object(s) outside the scope" in report["errors"][0]["message"]
 
@@ -164,7 +170,7 @@ def test_manifest_from_stdin_outside_scope_refuses_the_scan(
     cp.pull(runner.state, cp.publish(bundle("{namespaces: [monitoring]}")), cp.snapshot())
     data = (shared_data / CLOUDWATCH).read_bytes()
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
-    code, report, err = runner.json("-")
+    code, report, err = scanned(runner, "-")
     assert code == 2, err
     assert report["errors"][0]["source"] == "-"
     assert "DaemonSet fluentd-cloudwatch in namespace 'amazon-cloudwatch'" in report["errors"][0]["message"]
@@ -179,7 +185,7 @@ def test_many_files_outside_scope_are_listed_up_to_a_cap(
     for i in range(n):
         shutil.copy(shared_data / CLOUDWATCH, tree / f"agent-{i:02}.yaml")
     cp.pull(runner.state, cp.publish(bundle("{namespaces: [monitoring]}")), cp.snapshot())
-    code, report, err = runner.json(str(tree))
+    code, report, err = scanned(runner, str(tree))
     assert code == 2, err
     errors = report["errors"]
     assert len(errors) == MAX_INPUTS_SHOWN + 1
@@ -188,7 +194,7 @@ def test_many_files_outside_scope_are_listed_up_to_a_cap(
         == "... and 5 more file(s) with objects outside the scope of policy bundle monitoring-only"
     )
     assert len(err.splitlines()) == MAX_INPUTS_SHOWN + 1
-    assert findings(report) == []
+    assert report["findings"] == []
 
 
 def test_objects_outside_scope_are_listed_up_to_a_cap_per_file(
@@ -198,7 +204,7 @@ def test_objects_outside_scope_are_listed_up_to_a_cap_per_file(
     path = tmp_path / "twice.yaml"
     path.write_text(docs + "\n---\n" + docs)  # 14 objects in amazon-cloudwatch
     cp.pull(runner.state, cp.publish(bundle("{namespaces: [monitoring]}")), cp.snapshot())
-    code, report, _ = runner.json(str(path))
+    code, report, _ = scanned(runner, str(path))
     assert code == 2
     message = report["errors"][0]["message"]
     assert message.startswith(f"{path}: 14 object(s) outside the scope")
@@ -226,9 +232,9 @@ def test_parallel_scan_refuses_the_same_objects(
         cp.publish(bundle("{namespaces: [default]}", rules="{include: [{pack: pss-baseline}, {pack: k8s}]}")),
         cp.snapshot(),
     )
-    one = runner.json("-j", "1", str(tree))
+    one = scanned(runner, "-j", "1", str(tree))
     assert forks == []
-    two = runner.json("-j", "2", str(tree))
+    two = scanned(runner, "-j", "2", str(tree))
     assert forks == [1], "the scan was not shared out"
     assert one[0] == two[0] == 2
     assert one[1]["errors"] == two[1]["errors"]

@@ -229,6 +229,17 @@ class Decider:
         *,
         exceptions: bool = True,
     ) -> Decision:
+        if state.out_of_scope is not None:
+            outside = state.out_of_scope(subject)
+            if outside:
+                # Not evaluated: a policy Security did not approve for this object decides nothing.
+                return Decision(
+                    Outcome.DENY,
+                    reason=f"the policy in force ({state.label}) does not govern it: {'; '.join(outside)}",
+                    subject=subject,
+                    state=state,
+                    state_problem=problem,
+                )
         policy, labels_note = self._with_labels(state, state.policy_for(subject.namespace), subject.namespace)
         ev = self._evaluator(state, policy).evaluate_under(policy, [obj, *object_text(obj, subject)])
         if ev.errors:

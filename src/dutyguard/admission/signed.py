@@ -180,6 +180,18 @@ def enforcement_state(
     def action_for(finding: Finding, _policy: Policy) -> Action:
         return Action(actions.action_for(finding.rule_id, finding.severity))
 
+    scope = published.bundle.scope
+
+    def out_of_scope(subject: Subject) -> list[str]:
+        # The webhook's cluster is compared once per state (cluster_excluded); teams are not
+        # known here (the control plane compares them when it attests).
+        return scope.uncovered(
+            app=subject.app or None,
+            namespace=subject.namespace or None,
+            images=subject.images,
+            required=("app", "namespace"),
+        )
+
     return EnforcementState(
         label=f"{bundle.describe()}, exception snapshot v{snap.version}",
         signed=True,
@@ -192,13 +204,35 @@ def enforcement_state(
         expires_at=min(published.expires, snap.expires),
         verified_at=now,
         attestations=attestations,
+        out_of_scope=out_of_scope if scope.apps or scope.namespaces or scope.registries else None,
     )
+
+
+def cluster_excluded(bundle: VerifiedBundle, cluster: str) -> str:
+    """Why the bundle does not govern this webhook's cluster (empty: it does).
+
+    A webhook that was not told its cluster cannot show that a bundle limited to some clusters
+    governs it: that is a reason too."""
+    scope = bundle.published.bundle.scope
+    if not scope.uncovered(cluster=cluster or None, required=("cluster",)):
+        return ""
+    # The point first: a warning shown to users is cut at 120 characters.
+    governs = ", ".join(scope.clusters)
+    if not cluster:
+        return (
+            f"this webhook was not given its cluster (--cluster), and {bundle.describe()} governs "
+            f"only clusters {governs}"
+        )
+    return f"the bundle's scope excludes cluster {cluster!r}: {bundle.describe()} governs clusters {governs}"
 
 
 @dataclass(frozen=True, slots=True)
 class _Enforced:
     state: EnforcementState
     seen: SeenState
+    excluded: str = ""
+    """Why the verified state does not govern this cluster: then it is not enforced (as if there
+    were no state), though its versions count against rollback."""
 
 
 class SignedStateProvider(StateProvider):
@@ -249,6 +283,11 @@ class SignedStateProvider(StateProvider):
             if self.problem:
                 why += f"; {self.problem}"
             return StateView(None, why, age)
+        if enforced.excluded:
+            why = enforced.excluded
+            if self.problem:
+                why += f"; {self.problem}"
+            return StateView(None, why, age)
         # In force, but possibly stale: the problem (control plane unreachable, a refused update,
         # gate attestations that could not be refreshed) travels with it to /readyz and the
         # audit trail.
@@ -276,7 +315,11 @@ class SignedStateProvider(StateProvider):
         vb = ts.update_bundle(bundle, f"{source}/{BUNDLE_FILE}")
         vs = ts.update_snapshot(snapshot, f"{source}/{SNAPSHOT_FILE}")
         index = self._attestations() if self._attestations is not None else None
-        return _Enforced(enforcement_state(vb, vs, self.cluster, now, index), ts.seen_after())
+        return _Enforced(
+            enforcement_state(vb, vs, self.cluster, now, index),
+            ts.seen_after(),
+            cluster_excluded(vb, self.cluster),
+        )
 
     def load_cache(self) -> bool:
         """Enforce what the cache holds, if it verifies. True when it did."""
@@ -356,7 +399,10 @@ class SignedStateProvider(StateProvider):
         with self._lock:
             self._enforced = candidate
             self._problem = ""
-        logger.warning("enforcing %s", candidate.state.label)
+        if candidate.excluded:
+            logger.error("not enforcing %s: %s", candidate.state.label, candidate.excluded)
+        else:
+            logger.warning("enforcing %s", candidate.state.label)
 
     def _set_problem(self, problem: str) -> None:
         with self._lock:

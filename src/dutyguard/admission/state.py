@@ -98,6 +98,9 @@ class EnforcementState:
     expires_at: datetime | None = None
     verified_at: datetime | None = None
     attestations: AttestationIndex | None = None
+    out_of_scope: Callable[[Subject], list[str]] | None = None
+    """Why the signed bundle does not govern an object (its ``scope``): any reason denies it.
+    ``None``: the state governs every object (the built-in default)."""
 
     @property
     def short_label(self) -> str:

@@ -19,8 +19,8 @@ from dutyguard.admission.signed import SignedStateProvider
 from dutyguard.core.resource import Resource
 from dutyguard.core.rule import RuleRegistry
 from dutyguard.limits import DEFAULT_LIMITS
-from dutyguard.policy.model import BundleScope
 from dutyguard.policy.errors import PolicyBundleError
+from dutyguard.policy.model import BundleScope
 from dutyguard.policy.parse import parse_bundle, parse_bundle_text
 from dutyguard.rules.workload.imageref import allowed_by, parse_allow_list, parse_image
 from dutyguard.sources.interface import InputFile

@@ -301,3 +301,20 @@ def test_bundle_for_other_cluster_refuses_the_gate(
     assert code == 2 and out == ""
     assert "cluster 'staging' is not among prod-eu, prod-us" in err
     assert runner.scan(str(shared_data / NODE_EXPORTER), "--cluster", "prod-us")[0] == 1
+
+
+def test_hostile_namespace_and_name_are_bounded_in_the_refusal(
+    cp: ControlPlane, runner: Runner, tmp_path: Path
+) -> None:
+    # Names come from the scanned file: a megabyte-long namespace must not become a megabyte error.
+    huge = "n" * 1_000_000
+    path = tmp_path / "hostile.yaml"
+    path.write_text(
+        f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {'x' * 100_000}\n  namespace: {huge}\n"
+    )
+    cp.pull(runner.state, cp.publish(bundle("{namespaces: [monitoring]}")), cp.snapshot())
+    code, report, err = scanned(runner, str(path))
+    assert code == 2, err[:500]
+    (error,) = report["errors"]
+    assert "1 object(s) outside the scope of policy bundle monitoring-only" in error["message"]
+    assert len(error["message"]) < 1000

@@ -59,6 +59,10 @@ def _images(subject: str | None) -> tuple[str, ...]:
     return () if image is None else (image,)
 
 
+def _short(text: str, n: int = 120) -> str:
+    return text if len(text) <= n else text[: n - 1] + "\u2026"
+
+
 def _scope_mark(bundle: str) -> str:
     return f"outside the scope of policy bundle {bundle}"
 
@@ -90,9 +94,9 @@ class NamespaceScope:
         for r in refused[:MAX_OBJECTS_SHOWN]:
             loc = r.locate(())
             where = f"line {loc.line}: " if loc.line else ""
-            named.append(
-                f"{where}{loc.kind or 'object'} {loc.name or '(unnamed)'} in namespace {r.namespace!r}"
-            )
+            # Names come from the scanned file: bounded, whatever it says.
+            what = _short(f"{loc.kind or 'object'} {loc.name or '(unnamed)'}")
+            named.append(f"{where}{what} in namespace {_short(repr(r.namespace))}")
         if len(refused) > MAX_OBJECTS_SHOWN:
             named.append(f"and {len(refused) - MAX_OBJECTS_SHOWN} more")
         message = (

@@ -8,7 +8,10 @@ Kubernetes fixtures (node-exporter in `monitoring`, the CloudWatch agent in `ama
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -212,30 +215,50 @@ def test_objects_outside_scope_are_listed_up_to_a_cap_per_file(
     assert message.endswith(f"; and {14 - MAX_OBJECTS_SHOWN} more")
 
 
-def test_parallel_scan_refuses_the_same_objects(
-    cp: ControlPlane, runner: Runner, shared_data: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+_FRESH_SCAN = """
+import json, sys
+from datetime import datetime
+import dutyguard.trust._time as t
+from dutyguard import parallel
+from dutyguard.cli import main
+now = datetime.fromisoformat(sys.argv[1])
+t.utc_now = lambda: now
+forks = []
+real = parallel.fork_map
+def counted(*a, **k):
+    forks.append(1)
+    return real(*a, **k)
+parallel.fork_map = counted
+code = main(sys.argv[2:])
+sys.stderr.write(json.dumps({"code": code, "forks": len(forks)}) + "\\n")
+"""
+
+
+def fresh_scan(runner: Runner, *args: str) -> tuple[int, Any, int]:
+    """The gate in a fresh interpreter: forking needs a process with one thread, and this test
+    process may hold threads other tests left behind (then the scan quietly stays serial)."""
+    argv = ["scan", "--state", str(runner.state), "--trust", str(runner.key)]
+    argv += ["--state-file", str(runner.state_file), "-f", "json", *args]
+    proc = subprocess.run(
+        [sys.executable, "-c", _FRESH_SCAN, NOW.isoformat(), *argv], capture_output=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    status = json.loads(proc.stderr.decode().strip().splitlines()[-1])
+    return int(status["code"]), json.loads(proc.stdout), int(status["forks"])
+
+
+def test_parallel_scan_refuses_the_same_objects(cp: ControlPlane, runner: Runner, shared_data: Path) -> None:
     # Forked workers read the inputs: what they refuse travels back with their errors.
-    from dutyguard import parallel
-
-    forks: list[int] = []
-    real = parallel.fork_map
-
-    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
-        forks.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(parallel, "fork_map", counted)
     tree = shared_data / "checkov/tests/kubernetes/checks"
     cp.pull(
         runner.state,
         cp.publish(bundle("{namespaces: [default]}", rules="{include: [{pack: pss-baseline}, {pack: k8s}]}")),
         cp.snapshot(),
     )
-    one = scanned(runner, "-j", "1", str(tree))
-    assert forks == []
-    two = scanned(runner, "-j", "2", str(tree))
-    assert forks == [1], "the scan was not shared out"
+    *one, forks = fresh_scan(runner, "-j", "1", str(tree))
+    assert forks == 0
+    *two, forks = fresh_scan(runner, "-j", "2", str(tree))
+    assert forks == 1, "the scan was not shared out"
     assert one[0] == two[0] == 2
     assert one[1]["errors"] == two[1]["errors"]
     assert one[1]["findings"] == two[1]["findings"]

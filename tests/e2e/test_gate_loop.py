@@ -112,7 +112,10 @@ def test_security_policy_devops_exception_attested_pass_then_expiry(
             "--compensating-control", "NetworkPolicy allows only the LB subnet", "--days", "1",
         )  # fmt: skip
         assert (request["status"], request["severity"], request["quorum"]) == ("pending", "high", 1)
-        assert "exception.approve" in cli.refused("dave", "exception", "approve", request["id"])
+        # The walkthrough (docs/walkthrough.md) shows this message word for word.
+        assert "dave lacks exception.approve on team:payments" in cli.refused(
+            "dave", "exception", "approve", request["id"]
+        )
         granted = cli.json("sam", "exception", "approve", request["id"])
         assert granted["status"] == "active"
         assert granted["approvals"] == ["sam"]

@@ -13,6 +13,7 @@ redeemed, when and from where.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -94,37 +95,37 @@ def _load(
     return stored, handler
 
 
-def _read_duty(
-    rt: Runtime, conn: Connection, request: Request, caller: Caller
-) -> tuple[Duty, Scope] | Missing:
-    """the read duty of the request's kind (`sod.read` for `sod.rules.change`) on its scope"""
-    found = _load(rt, conn, request, caller)
-    if isinstance(found, Missing):
-        return found
-    stored, handler = found
-    return handler.read_duty, stored.request.scope
+def _stored_duty(
+    pick: Callable[[store.StoredRequest, KindHandler], Duty], doc: str
+) -> Callable[[Runtime, Connection, Request, Caller], tuple[Duty, Scope] | Missing]:
+    """The resolver of a route whose duty comes from the stored request, over its scope;
+    ``doc`` is what the route table says of it."""
+
+    def resolve(
+        rt: Runtime, conn: Connection, request: Request, caller: Caller
+    ) -> tuple[Duty, Scope] | Missing:
+        found = _load(rt, conn, request, caller)
+        if isinstance(found, Missing):
+            return found
+        stored, handler = found
+        return pick(stored, handler), stored.request.scope
+
+    resolve.__doc__ = doc
+    return resolve
 
 
-def _approver_duty(
-    rt: Runtime, conn: Connection, request: Request, caller: Caller
-) -> tuple[Duty, Scope] | Missing:
-    """the request's approver duty (`sod.rules.approve` for `sod.rules.change`) on its scope"""
-    found = _load(rt, conn, request, caller)
-    if isinstance(found, Missing):
-        return found
-    stored, _ = found
-    return stored.request.approver_duty, stored.request.scope
-
-
-def _maker_duty(
-    rt: Runtime, conn: Connection, request: Request, caller: Caller
-) -> tuple[Duty, Scope] | Missing:
-    """the maker duty of the request's kind (`sod.rules.propose`); only the maker may withdraw"""
-    found = _load(rt, conn, request, caller)
-    if isinstance(found, Missing):
-        return found
-    stored, handler = found
-    return handler.policy.maker_duty, stored.request.scope
+_read_duty = _stored_duty(
+    lambda _s, h: h.read_duty,
+    "the read duty of the request's kind (`sod.read` for `sod.rules.change`) on its scope",
+)
+_approver_duty = _stored_duty(
+    lambda s, _h: s.request.approver_duty,
+    "the request's approver duty (`sod.rules.approve` for `sod.rules.change`) on its scope",
+)
+_maker_duty = _stored_duty(
+    lambda _s, h: h.policy.maker_duty,
+    "the maker duty of the request's kind (`sod.rules.propose`); only the maker may withdraw",
+)
 
 
 # The kind, hence the duty, is known once the request is read: whoever holds none of the

@@ -31,17 +31,24 @@ NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
 class Stub:
-    def __init__(self) -> None:
+    """The control plane's decisions route over real HTTP: every attempt's raw body is kept, and
+    the answers are scripted (``statuses``, then ``default_status``)."""
+
+    def __init__(self, default_status: int = 202) -> None:
         self.batches: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.statuses: list[int] = []
+        self.attempts: list[bytes] = []
+        self.stored: list[bytes] = []
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                status = stub.statuses.pop(0) if stub.statuses else 202
+                stub.attempts.append(body)
+                status = stub.statuses.pop(0) if stub.statuses else default_status
                 if self.path == API_PATH and status < 300:
+                    stub.stored.append(body)
                     stub.batches.append(json.loads(body))
                     stub.headers.append(dict(self.headers))
                 self.send_response(status)

@@ -14,17 +14,14 @@ import random
 import stat
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from dutyguard.admission.audit import (
-    API_PATH,
     EVENT_KEYS,
     AuditOptions,
     AuditShipper,
@@ -36,47 +33,21 @@ from dutyguard.admission.metrics import AdmissionMetrics
 from dutyguard.admission.review import parse_review
 from dutyguard.admission.state import StateView, builtin_state
 from tests.admission.support import pod_request, review
-from tests.admission.test_audit import DECIDER, NOW, pod
+from tests.admission.test_audit import DECIDER, NOW, Stub, pod
 from tests.admission.test_audit import record as record_pod
 
 DUTYGUARD = Path(sys.executable).parent / "dutyguard"
 
 
-class Recorder:
-    """The control plane's decisions route over real HTTP: every attempt's raw body is kept, and
-    the answers are scripted (default 201)."""
+class Recorder(Stub):
+    """The decisions route (raw bodies kept, answers scripted), answering 201 as the control plane does."""
 
     def __init__(self) -> None:
-        self.attempts: list[bytes] = []
-        self.stored: list[bytes] = []
-        self.statuses: list[int] = []
-        rec = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                rec.attempts.append(body)
-                status = rec.statuses.pop(0) if rec.statuses else 201
-                if self.path == API_PATH and status < 300:
-                    rec.stored.append(body)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        super().__init__(default_status=201)
 
     def uids(self) -> list[list[str]]:
         """The decisions' uids, per stored batch."""
         return [[e["uid"] for e in json.loads(b)["decisions"]] for b in self.stored]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,6 +48,19 @@ def publish(org: Org, text: str = BUNDLE, maker: str = "alice", approver: str = 
     done = ok(org.post(approver, f"/policies/proposals/{p['id']}/approve"))
     assert done["published_version"], done
     return ok(org.get("carol", f"/policies/{done['published_version']}"))
+
+
+def empty_submission(org: Org, bundle: dict[str, Any], who: str = "ci-shop") -> dict[str, Any]:
+    """A clean gate result for shop-api under ``bundle`` and the snapshot served now."""
+    snapshot = ok(org.get(who, "/state/exceptions"))
+    return {
+        "subject": "git:" + "c0" * 20,
+        "app": "shop-api",
+        "policy": {"version": bundle["version"], "digest": bundle["digest"]},
+        "snapshot_version": json.loads(base64.b64decode(snapshot["payload"]))["version"],
+        "findings": [],
+        "errors": 0,
+    }
 
 
 def person(org: Org, ident: str, role: Role, teams: tuple[str, ...] = ()) -> None:

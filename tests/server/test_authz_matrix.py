@@ -11,8 +11,6 @@ object (``server.authz``: a route's ``could`` duties).
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from datetime import timedelta
 from typing import Any
@@ -31,6 +29,7 @@ from dutyguard.server.authz import Access, Requirement, check_declarations, decl
 from dutyguard.server.routes.tokens import issue
 from dutyguard.server.settings import Settings
 from tests.server.conftest import Org
+from tests.server.signed_helpers import empty_submission
 
 pytestmark = pytest.mark.usefixtures("org")
 
@@ -148,23 +147,7 @@ def _signed_state_fixtures(org: Org) -> dict[str, str]:
         )
     )
     bundle = ok(org.get("alice", "/policies/current"))
-    snapshot = org.get("ci-shop", "/state/exceptions")
-    assert snapshot.status_code == 200
-    version = json.loads(base64.b64decode(snapshot.json()["payload"]))["version"]
-    attestation = ok(
-        org.post(
-            "ci-shop",
-            "/attestations",
-            {
-                "subject": "git:" + "c0" * 20,
-                "app": "shop-api",
-                "policy": {"version": bundle["version"], "digest": bundle["digest"]},
-                "snapshot_version": version,
-                "findings": [],
-                "errors": 0,
-            },
-        )
-    )
+    attestation = ok(org.post("ci-shop", "/attestations", empty_submission(org, bundle)))
     return {
         "proposal_id": pending["id"],
         "version": "1",

@@ -9,8 +9,6 @@ through the API by someone other than the prober.
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from typing import Any
 
@@ -21,7 +19,7 @@ from dutyguard.governance.approvals import ApprovalKind, default_policy
 from dutyguard.server import store
 from dutyguard.server import tables as t
 from tests.server.conftest import Org
-from tests.server.signed_helpers import FP, ok, propose, publish, request_exception
+from tests.server.signed_helpers import FP, empty_submission, ok, propose, publish, request_exception
 
 GHOST = "0123456789abcdef"  # the hex tail the server's ids have; no object carries it
 REASON = {"reason": "probing whether this id exists"}
@@ -230,22 +228,7 @@ def test_ci_token_cannot_probe_token_ids(org: Org) -> None:
 
 def test_ci_token_cannot_probe_attestation_ids(org: Org) -> None:
     bundle = publish(org)
-    snapshot = ok(org.get("ci-shop", "/state/exceptions"))
-    version = json.loads(base64.b64decode(snapshot["payload"]))["version"]
-    made = ok(
-        org.post(
-            "ci-shop",
-            "/attestations",
-            {
-                "subject": "git:" + "c0" * 20,
-                "app": "shop-api",
-                "policy": {"version": bundle["version"], "digest": bundle["digest"]},
-                "snapshot_version": version,
-                "findings": [],
-                "errors": 0,
-            },
-        )
-    )
+    made = ok(org.post("ci-shop", "/attestations", empty_submission(org, bundle)))
     # even the pipeline that made it reads no findings: one answer for every id
     _same_refusal(org, "ci-shop", "GET", "/attestations/{attestation_id}", made["id"], f"att-{GHOST}")
     _not_found(org, "carol", "GET", f"/attestations/att-{GHOST}")
